@@ -1,0 +1,104 @@
+//! Turns u8 images into normalized tensors and decides the data order of each epoch.
+//!
+//! Training pixels stay u8 in memory (47 MB for MNIST rather than 188 MB as f32); each batch
+//! is scaled to [0, 1] as it is drawn.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::IMAGE_PIXELS;
+
+/// The shuffled order of `n` training images in `epoch`. It depends only on the seed and the
+/// epoch, so a resumed run draws the same batches without storing any RNG state.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, epoch as u64, 0x005e_ed0f_da7a));
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Seed of the device RNG (dropout masks) for one global step, so that step draws the same
+/// masks whether the run was interrupted before it or not.
+pub fn step_seed(seed: u64, global_step: usize) -> u64 {
+    mix(seed, global_step as u64, 0xd20f_0075)
+}
+
+/// SplitMix64-style mixing of (seed, counter, stream) into a well-spread 64-bit value.
+fn mix(seed: u64, counter: u64, stream: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(counter.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(stream.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Images at `indices` as a `[len, 784]` tensor scaled to [0, 1].
+pub fn images_tensor(images: &[u8], indices: &[u32], device: &Device) -> Tensor<2> {
+    let mut values = Vec::with_capacity(indices.len() * IMAGE_PIXELS);
+    for &i in indices {
+        let start = i as usize * IMAGE_PIXELS;
+        values.extend(
+            images[start..start + IMAGE_PIXELS]
+                .iter()
+                .map(|&p| p as f32 * (1.0 / 255.0)),
+        );
+    }
+    Tensor::from_data(
+        TensorData::new(values, [indices.len(), IMAGE_PIXELS]),
+        device,
+    )
+}
+
+/// Labels at `indices` as an integer tensor.
+pub fn labels_tensor(labels: &[u8], indices: &[u32], device: &Device) -> Tensor<1, Int> {
+    let values: Vec<i64> = indices.iter().map(|&i| labels[i as usize] as i64).collect();
+    Tensor::from_data(TensorData::new(values, [indices.len()]), device)
+}
+
+/// A whole split, in file order, ready on the device (the test set evaluated every step).
+pub struct ResidentSet {
+    pub images: Tensor<2>,
+    pub labels: Tensor<1, Int>,
+    pub len: usize,
+}
+
+impl ResidentSet {
+    pub fn new(images: &[u8], labels: &[u8], device: &Device) -> Self {
+        let all: Vec<u32> = (0..labels.len() as u32).collect();
+        Self {
+            images: images_tensor(images, &all, device),
+            labels: labels_tensor(labels, &all, device),
+            len: labels.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let a = epoch_order(1000, 7, 0);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..1000).collect::<Vec<u32>>());
+        assert_eq!(
+            a,
+            epoch_order(1000, 7, 0),
+            "same seed and epoch, same order"
+        );
+        assert_ne!(a, epoch_order(1000, 7, 1), "each epoch reshuffles");
+        assert_ne!(a, epoch_order(1000, 8, 0), "the seed matters");
+        assert_ne!(a, sorted, "it is shuffled");
+    }
+
+    #[test]
+    fn step_seeds_differ() {
+        assert_ne!(step_seed(0, 1), step_seed(0, 2));
+        assert_ne!(step_seed(0, 1), step_seed(1, 1));
+    }
+}

@@ -1,0 +1,394 @@
+//! The experiment config: one serde struct, read from JSON, overridden by flags, validated,
+//! and written back into every run directory so a run can be repeated exactly.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DatasetName;
+use crate::error::{Error, Result};
+
+/// Hidden-layer activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    Sigmoid,
+    Tanh,
+    Relu,
+    /// ELU with alpha 1.0.
+    Elu,
+    Selu,
+    /// Leaky ReLU; slope set by `leaky_relu_slope` (default 0.01 as in PyTorch and Burn;
+    /// Keras' LeakyReLU layer defaults to 0.3).
+    LeakyRelu,
+}
+
+/// Weight initializer of the dense layers. Biases always start at zero, as in Keras.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// Normal(0, init_std); Keras' RandomNormal (default stddev 0.05).
+    RandomNormal,
+    /// Uniform(±√(6/(fan_in+fan_out))); Keras' glorot_uniform. Alias: `xavier`.
+    #[serde(alias = "xavier")]
+    #[value(alias = "xavier")]
+    XavierUniform,
+    /// Normal(0, √(2/(fan_in+fan_out))), untruncated.
+    XavierNormal,
+    /// Uniform(±√(6/fan_in)); Keras' he_uniform. Alias: `he`.
+    #[serde(alias = "he")]
+    #[value(alias = "he")]
+    HeUniform,
+    /// Normal(0, √(2/fan_in)), untruncated (PyTorch's kaiming_normal_).
+    HeNormal,
+}
+
+/// Everything that decides what a run computes. Field names are the JSON keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentConfig {
+    /// Short name used for run directories and result tables (default: derived from the keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Dataset: mnist or fashion-mnist.
+    pub dataset: DatasetName,
+    pub activation: Activation,
+    /// Negative slope of leaky-relu.
+    pub leaky_relu_slope: f64,
+    pub init: Init,
+    /// Standard deviation of the random-normal initializer.
+    pub init_std: f64,
+    /// Dropout rate after each hidden activation, in [0, 1).
+    pub dropout: f64,
+    /// Dense → batchnorm → activation in each hidden layer.
+    pub batchnorm: bool,
+    /// Batchnorm moving-average momentum in Keras' convention (0.99 keeps 99% of the old
+    /// average; PyTorch and Burn call the same setting 0.01).
+    pub batchnorm_momentum: f64,
+    pub batchnorm_epsilon: f64,
+    /// Sizes of the hidden layers.
+    pub hidden: Vec<usize>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    /// Adam epsilon (Keras' 1e-7; Burn's own default is 1e-5).
+    pub adam_epsilon: f64,
+    /// Seeds initialization, data order and dropout.
+    pub seed: u64,
+    /// Evaluate on the test set every N steps; 0 = only at the end of each epoch.
+    pub eval_every: usize,
+    /// Use only the first N training images (smoke tests).
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images.
+    pub test_limit: Option<usize>,
+    /// Write a checkpoint every N steps (0 = only at epoch ends and the end of the run).
+    pub checkpoint_every: usize,
+    /// How many checkpoints to keep (newest first).
+    pub keep_checkpoints: usize,
+}
+
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            dataset: DatasetName::Mnist,
+            activation: Activation::Relu,
+            leaky_relu_slope: 0.01,
+            init: Init::RandomNormal,
+            init_std: 0.05,
+            dropout: 0.0,
+            batchnorm: false,
+            batchnorm_momentum: 0.99,
+            batchnorm_epsilon: 1e-3,
+            hidden: vec![256, 256],
+            epochs: 1,
+            batch_size: 128,
+            lr: 0.001,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-7,
+            seed: 0,
+            eval_every: 1,
+            train_limit: None,
+            test_limit: None,
+            checkpoint_every: 100,
+            keep_checkpoints: 3,
+        }
+    }
+}
+
+/// Largest hidden layer we accept; beyond this an MLP on 784 inputs is a typo, not a plan.
+const MAX_LAYER: usize = 65_536;
+
+fn out_of_range(key: &'static str, value: impl ToString, allowed: &str) -> Error {
+    Error::OutOfRange {
+        key,
+        value: value.to_string(),
+        allowed: allowed.to_string(),
+    }
+}
+
+impl ExperimentConfig {
+    /// Reads a config file; keys not given take their defaults.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
+            path: path.to_path_buf(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::from_json(&text).map_err(|message| Error::ConfigFile {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses JSON text; the error names the key and position.
+    pub fn from_json(text: &str) -> std::result::Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks every value against its allowed range; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        let finite_pos = |key, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(out_of_range(key, v, "must be a finite number > 0"))
+            }
+        };
+        finite_pos("lr", self.lr)?;
+        finite_pos("init_std", self.init_std)?;
+        finite_pos("adam_epsilon", self.adam_epsilon)?;
+        finite_pos("batchnorm_epsilon", self.batchnorm_epsilon)?;
+        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
+            return Err(out_of_range("dropout", self.dropout, "must be in [0, 1)"));
+        }
+        for (key, v) in [
+            ("adam_beta1", self.adam_beta1),
+            ("adam_beta2", self.adam_beta2),
+        ] {
+            if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+                return Err(out_of_range(key, v, "must be in [0, 1)"));
+            }
+        }
+        if !(self.batchnorm_momentum.is_finite() && (0.0..1.0).contains(&self.batchnorm_momentum)) {
+            return Err(out_of_range(
+                "batchnorm_momentum",
+                self.batchnorm_momentum,
+                "must be in [0, 1) (Keras convention: 0.99 keeps 99% of the running average)",
+            ));
+        }
+        if !(self.leaky_relu_slope.is_finite() && self.leaky_relu_slope >= 0.0) {
+            return Err(out_of_range(
+                "leaky_relu_slope",
+                self.leaky_relu_slope,
+                "must be a finite number >= 0",
+            ));
+        }
+        if self.hidden.is_empty() {
+            return Err(out_of_range(
+                "hidden",
+                "[]",
+                "needs at least one hidden layer, e.g. 256,256",
+            ));
+        }
+        if let Some(bad) = self.hidden.iter().find(|&&h| h == 0 || h > MAX_LAYER) {
+            return Err(out_of_range(
+                "hidden",
+                format!("{:?} (layer of {bad})", self.hidden),
+                &format!("each layer must have 1..={MAX_LAYER} units"),
+            ));
+        }
+        if self.epochs == 0 {
+            return Err(out_of_range("epochs", 0, "must be >= 1"));
+        }
+        if self.batch_size == 0 || self.batch_size > 60_000 {
+            return Err(out_of_range(
+                "batch_size",
+                self.batch_size,
+                "must be in 1..=60000",
+            ));
+        }
+        if self.train_limit == Some(0) {
+            return Err(out_of_range(
+                "train_limit",
+                0,
+                "must be >= 1 (or absent for all)",
+            ));
+        }
+        if self.test_limit == Some(0) {
+            return Err(out_of_range(
+                "test_limit",
+                0,
+                "must be >= 1 (or absent for all)",
+            ));
+        }
+        if let Some(name) = &self.name {
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok || name.starts_with('.') {
+                return Err(out_of_range(
+                    "name",
+                    format!("{name:?}"),
+                    "letters, digits, '-', '_' and '.' only (it names directories)",
+                ));
+            }
+        }
+        if self.keep_checkpoints == 0 {
+            return Err(out_of_range(
+                "keep_checkpoints",
+                0,
+                "must be >= 1 (resume needs at least one)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The part of the config that fixes parameter shapes; checkpoints must match it.
+    pub fn architecture(&self) -> String {
+        format!(
+            "784 → {} → 10{}",
+            self.hidden
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(" → "),
+            if self.batchnorm { ", batchnorm" } else { "" }
+        )
+    }
+
+    /// A short human label, e.g. `relu-he-uniform-d0.5-bn`, used in run names.
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let mut s = format!("{}-{}", enum_name(&self.activation), enum_name(&self.init));
+        if self.init == Init::RandomNormal {
+            s.push_str(&format!("{}", self.init_std));
+        }
+        if self.dropout > 0.0 {
+            s.push_str(&format!("-d{}", self.dropout));
+        }
+        if self.batchnorm {
+            s.push_str("-bn");
+        }
+        if self.hidden != [256, 256] {
+            s.push_str(&format!("-{}x{}", self.hidden.len(), self.hidden[0]));
+        }
+        s
+    }
+
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("config serializes")
+    }
+}
+
+/// The serde spelling of a unit enum variant (`he-uniform`).
+pub fn enum_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_lecture_settings() {
+        let c = ExperimentConfig::default();
+        assert_eq!(c.hidden, vec![256, 256]);
+        assert_eq!(c.batch_size, 128);
+        assert_eq!(c.lr, 0.001);
+        assert_eq!(c.adam_epsilon, 1e-7);
+        assert_eq!(c.batchnorm_momentum, 0.99);
+        assert_eq!(c.batchnorm_epsilon, 1e-3);
+        assert_eq!(c.eval_every, 1);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn partial_json_fills_defaults_and_aliases_work() {
+        let c = ExperimentConfig::from_json(r#"{"init": "he", "dropout": 0.5}"#).unwrap();
+        assert_eq!(c.init, Init::HeUniform);
+        assert_eq!(c.dropout, 0.5);
+        assert_eq!(c.hidden, vec![256, 256]);
+        let c = ExperimentConfig::from_json(r#"{"init": "xavier"}"#).unwrap();
+        assert_eq!(c.init, Init::XavierUniform);
+        let c = ExperimentConfig::from_json(r#"{"activation": "leaky-relu"}"#).unwrap();
+        assert_eq!(c.activation, Activation::LeakyRelu);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = ExperimentConfig::from_json(r#"{"learning_rate": 0.1}"#).unwrap_err();
+        assert!(err.contains("unknown field `learning_rate`"), "{err}");
+        assert!(err.contains("`lr`"), "error should list valid keys: {err}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_enum_are_errors() {
+        let err = ExperimentConfig::from_json(r#"{"epochs": "three"}"#).unwrap_err();
+        assert!(err.contains("invalid type"), "{err}");
+        let err = ExperimentConfig::from_json(r#"{"activation": "swish"}"#).unwrap_err();
+        assert!(err.contains("unknown variant `swish`"), "{err}");
+        let err = ExperimentConfig::from_json(r#"{"epochs": 1"#).unwrap_err();
+        assert!(err.contains("EOF"), "{err}");
+    }
+
+    fn range_error(edit: impl FnOnce(&mut ExperimentConfig)) -> String {
+        let mut c = ExperimentConfig::default();
+        edit(&mut c);
+        let err = c.validate().unwrap_err();
+        assert!(matches!(err, Error::OutOfRange { .. }));
+        err.to_string()
+    }
+
+    #[test]
+    fn out_of_range_values_name_key_and_range() {
+        assert!(range_error(|c| c.dropout = 1.0).contains("`dropout`: 1 (must be in [0, 1))"));
+        assert!(range_error(|c| c.lr = 0.0).contains("`lr`"));
+        assert!(range_error(|c| c.lr = -1.0).contains("`lr`"));
+        assert!(range_error(|c| c.lr = f64::NAN).contains("`lr`"));
+        assert!(range_error(|c| c.batch_size = 0).contains("`batch_size`"));
+        assert!(range_error(|c| c.hidden.clear()).contains("`hidden`"));
+        assert!(range_error(|c| c.hidden = vec![256, 0]).contains("layer of 0"));
+        assert!(range_error(|c| c.epochs = 0).contains("`epochs`"));
+        assert!(range_error(|c| c.init_std = 0.0).contains("`init_std`"));
+        assert!(range_error(|c| c.adam_beta2 = 1.0).contains("`adam_beta2`"));
+        assert!(range_error(|c| c.batchnorm_momentum = 1.5).contains("`batchnorm_momentum`"));
+        assert!(range_error(|c| c.train_limit = Some(0)).contains("`train_limit`"));
+        assert!(range_error(|c| c.keep_checkpoints = 0).contains("`keep_checkpoints`"));
+    }
+
+    #[test]
+    fn json_round_trip_is_exact() {
+        let c = ExperimentConfig {
+            init: Init::HeNormal,
+            dropout: 0.25,
+            hidden: vec![512, 512, 512, 512],
+            seed: 42,
+            test_limit: Some(2000),
+            ..Default::default()
+        };
+        let back = ExperimentConfig::from_json(&c.to_json_pretty()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn label_and_architecture() {
+        let c = ExperimentConfig {
+            init: Init::HeUniform,
+            dropout: 0.5,
+            batchnorm: true,
+            ..Default::default()
+        };
+        assert_eq!(c.label(), "relu-he-uniform-d0.5-bn");
+        assert_eq!(c.architecture(), "784 → 256 → 256 → 10, batchnorm");
+    }
+}

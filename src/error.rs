@@ -1,0 +1,104 @@
+//! One error type for the whole tool, and the exit code each kind of failure maps to.
+//!
+//! Exit codes are part of the interface scripts rely on; they are documented in the README
+//! and in `--help`.
+
+use std::path::PathBuf;
+
+use crate::data::DataError;
+
+/// Exit codes, stable across releases.
+pub mod exit {
+    /// Training or evaluation finished.
+    pub const OK: i32 = 0;
+    /// Anything not covered below: I/O errors writing the run directory, a busy run directory.
+    pub const FAILURE: i32 = 1;
+    /// Bad command line or config: malformed JSON, unknown keys, out-of-range values.
+    pub const USAGE: i32 = 2;
+    /// Dataset missing, corrupt or not downloadable.
+    pub const DATA: i32 = 3;
+    /// Checkpoint missing, corrupt, or from another architecture; `--resume` of a non-run.
+    pub const CHECKPOINT: i32 = 4;
+    /// The loss became NaN or infinite.
+    pub const DIVERGED: i32 = 5;
+    /// Stopped by SIGINT (128 + 2), after writing a checkpoint.
+    pub const SIGINT: i32 = 130;
+    /// Stopped by SIGTERM (128 + 15), after writing a checkpoint.
+    pub const SIGTERM: i32 = 143;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("config {}: {message}", path.display())]
+    ConfigFile { path: PathBuf, message: String },
+
+    #[error("invalid value for `{key}`: {value} ({allowed})")]
+    OutOfRange {
+        key: &'static str,
+        value: String,
+        allowed: String,
+    },
+
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    /// The dataset is missing and could not be downloaded.
+    #[error("{0}")]
+    DataUnavailable(String),
+
+    #[error("{0}")]
+    Checkpoint(String),
+
+    #[error(
+        "the loss became {value} at epoch {epoch}, step {step} (global step {global_step}); \
+         training stopped and the last good checkpoint was kept. \
+         Try a smaller --lr, a smaller --init-std, or --batchnorm"
+    )]
+    Diverged {
+        value: f32,
+        epoch: usize,
+        step: usize,
+        global_step: usize,
+    },
+
+    #[error("interrupted by {signal}; checkpoint saved. Resume with: {resume_command}")]
+    Interrupted {
+        signal: &'static str,
+        code: i32,
+        resume_command: String,
+    },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) | Error::ConfigFile { .. } | Error::OutOfRange { .. } => exit::USAGE,
+            Error::Data(_) | Error::DataUnavailable(_) => exit::DATA,
+            Error::Checkpoint(_) => exit::CHECKPOINT,
+            Error::Diverged { .. } => exit::DIVERGED,
+            Error::Interrupted { code, .. } => *code,
+            Error::Io { .. } | Error::Other(_) => exit::FAILURE,
+        }
+    }
+
+    /// Wraps an I/O error with what we were doing, so the message names the file.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

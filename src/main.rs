@@ -1,0 +1,19 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // A panic is a bug in this tool or in Burn, never the user's fault: say so in one line,
+    // without a backtrace, and exit with a code distinct from the documented ones.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!(
+            "internal error: {info}\nthis is a bug in mnist-train; please report it with the \
+             command you ran (RUST_BACKTRACE=1 shows where it happened)"
+        );
+    }));
+    match mnist_train::app::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! The MLP of the lecture: 784 → hidden… → 10, each hidden layer
+//! dense → (batchnorm) → activation → (dropout).
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
+};
+use burn::tensor::{Device, Int, Tensor, activation};
+
+use crate::config::{Activation, ExperimentConfig, Init};
+use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
+
+/// The activation applied after each hidden layer (and its batchnorm).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActivationFn {
+    pub kind: Activation,
+    pub leaky_slope: f64,
+}
+
+impl ActivationFn {
+    pub fn apply<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self.kind {
+            Activation::Sigmoid => activation::sigmoid(x),
+            Activation::Tanh => activation::tanh(x),
+            Activation::Relu => activation::relu(x),
+            Activation::Elu => activation::elu(x, 1.0),
+            Activation::Selu => activation::selu(x),
+            Activation::LeakyRelu => activation::leaky_relu(x, self.leaky_slope),
+        }
+    }
+}
+
+/// Burn's initializer equal to the Keras one the config names.
+pub fn initializer(init: Init, std: f64) -> Initializer {
+    // Burn's Kaiming formulas scale 1/√fan by `gain`; gain √2 makes them He's (Keras'
+    // he_uniform is ±√(6/fan_in), i.e. √3·√2/√fan_in).
+    let he_gain = std::f64::consts::SQRT_2;
+    match init {
+        Init::RandomNormal => Initializer::Normal { mean: 0.0, std },
+        Init::XavierUniform => Initializer::XavierUniform { gain: 1.0 },
+        Init::XavierNormal => Initializer::XavierNormal { gain: 1.0 },
+        Init::HeUniform => Initializer::KaimingUniform {
+            gain: he_gain,
+            fan_out_only: false,
+        },
+        Init::HeNormal => Initializer::KaimingNormal {
+            gain: he_gain,
+            fan_out_only: false,
+        },
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    hidden: Vec<Linear>,
+    /// One per hidden layer when batchnorm is on, else empty.
+    norms: Vec<BatchNorm>,
+    dropout: Option<Dropout>,
+    output: Linear,
+    #[module(skip)]
+    activation: ActivationFn,
+}
+
+fn dense(d_in: usize, d_out: usize, init: &Initializer, device: &Device) -> Linear {
+    let mut layer = LinearConfig::new(d_in, d_out)
+        .with_initializer(init.clone())
+        .init(device);
+    // Burn would draw the bias from the weight initializer too; Keras starts it at zero.
+    layer.bias = Some(Initializer::Zeros.init([d_out], device));
+    // Parameters are lazy in Burn: draw the weights now, while the device RNG is in the state
+    // the caller seeded, so the initial weights depend on the seed alone.
+    let _ = layer.weight.val();
+    layer
+}
+
+impl Mlp {
+    /// Builds the model on `device`, drawing weights from the device RNG (seed it first).
+    pub fn new(config: &ExperimentConfig, device: &Device) -> Self {
+        let init = initializer(config.init, config.init_std);
+        let mut d_in = IMAGE_PIXELS;
+        let mut hidden = Vec::with_capacity(config.hidden.len());
+        let mut norms = Vec::new();
+        for &d_out in &config.hidden {
+            hidden.push(dense(d_in, d_out, &init, device));
+            if config.batchnorm {
+                norms.push(
+                    BatchNormConfig::new(d_out)
+                        // Keras' momentum is the weight of the old average; Burn's is the
+                        // weight of the new batch.
+                        .with_momentum(1.0 - config.batchnorm_momentum)
+                        .with_epsilon(config.batchnorm_epsilon)
+                        .init(device),
+                );
+            }
+            d_in = d_out;
+        }
+        let output = dense(d_in, NUM_CLASSES, &init, device);
+        let dropout = (config.dropout > 0.0).then(|| DropoutConfig::new(config.dropout).init());
+        Self {
+            hidden,
+            norms,
+            dropout,
+            output,
+            activation: ActivationFn {
+                kind: config.activation,
+                leaky_slope: config.leaky_relu_slope,
+            },
+        }
+    }
+
+    /// Logits `[batch, 10]` for images `[batch, 784]` scaled to [0, 1].
+    pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
+        let mut x = images;
+        for (i, layer) in self.hidden.iter().enumerate() {
+            x = layer.forward(x);
+            if let Some(norm) = self.norms.get(i) {
+                x = norm.forward(x);
+            }
+            x = self.activation.apply(x);
+            if let Some(dropout) = &self.dropout {
+                x = dropout.forward(x);
+            }
+        }
+        self.output.forward(x)
+    }
+
+    /// Hidden layer widths.
+    pub fn layer_sizes(&self) -> Vec<usize> {
+        self.hidden
+            .iter()
+            .map(|l| l.weight.shape().dims::<2>()[1])
+            .collect()
+    }
+
+    pub fn has_batchnorm(&self) -> bool {
+        !self.norms.is_empty()
+    }
+
+    /// Folds the batchnorm statistics of the last training step into the values that get saved.
+    ///
+    /// Burn's `RunningState` keeps each step's update pending until the next read, and a
+    /// module record reads the settled value without settling it first: a checkpoint taken
+    /// without this lags one step behind in its running mean and variance.
+    pub fn settle_running_stats(&self) {
+        for norm in &self.norms {
+            let _ = norm.running_mean.value_sync();
+            let _ = norm.running_var.value_sync();
+        }
+    }
+
+    /// Every parameter and batchnorm statistic, flattened in a fixed order: what "the same
+    /// weights" means when comparing two runs bit for bit.
+    pub fn parameters_flat(&self) -> Vec<f32> {
+        self.settle_running_stats();
+        let mut out = Vec::new();
+        let mut push = |data: burn::tensor::TensorData| {
+            out.extend(data.iter::<f32>());
+        };
+        for layer in self.hidden.iter().chain(std::iter::once(&self.output)) {
+            push(layer.weight.val().into_data());
+            if let Some(b) = &layer.bias {
+                push(b.val().into_data());
+            }
+        }
+        for norm in &self.norms {
+            push(norm.gamma.val().into_data());
+            push(norm.beta.val().into_data());
+            push(norm.running_mean.value().into_data());
+            push(norm.running_var.value().into_data());
+        }
+        out
+    }
+}
+
+/// Mean cross-entropy of `logits` against integer `labels`.
+pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits, labels)
+}
+
+/// Number of rows whose arg-max equals the label, as a 1-element tensor (no host sync).
+pub fn correct_count(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1, Int> {
+    logits
+        .argmax(1)
+        .squeeze_dim::<1>(1)
+        .equal(labels)
+        .int()
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn device() -> Device {
+        crate::backend::Backend::default_cpu().device().unwrap()
+    }
+
+    fn values(t: Tensor<1>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn activations_compute_their_formulas() {
+        let d = device();
+        let x = || Tensor::<1>::from_floats([-2.0, -0.5, 0.0, 1.5], &d);
+        let f = |kind| {
+            values(
+                ActivationFn {
+                    kind,
+                    leaky_slope: 0.1,
+                }
+                .apply(x()),
+            )
+        };
+        let xs = [-2.0f32, -0.5, 0.0, 1.5];
+        let map = |g: fn(f32) -> f32| xs.iter().map(|&v| g(v)).collect::<Vec<_>>();
+        close(&f(Activation::Relu), &[0.0, 0.0, 0.0, 1.5]);
+        close(&f(Activation::LeakyRelu), &[-0.2, -0.05, 0.0, 1.5]);
+        close(&f(Activation::Sigmoid), &map(|v| 1.0 / (1.0 + (-v).exp())));
+        close(&f(Activation::Tanh), &map(f32::tanh));
+        close(
+            &f(Activation::Elu),
+            &map(|v| if v > 0.0 { v } else { v.exp() - 1.0 }),
+        );
+        close(
+            &f(Activation::Selu),
+            &map(|v| {
+                1.050_701
+                    * if v > 0.0 {
+                        v
+                    } else {
+                        1.673_263_2 * (v.exp() - 1.0)
+                    }
+            }),
+        );
+    }
+
+    /// Weights of a 784 → 256 layer under `init`, with biases.
+    fn first_layer(init: Init, std: f64) -> (Vec<f32>, Vec<f32>) {
+        let d = device();
+        d.seed(3);
+        let layer = dense(784, 256, &initializer(init, std), &d);
+        let w = layer.weight.val().into_data().iter::<f32>().collect();
+        let b = layer
+            .bias
+            .unwrap()
+            .val()
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        (w, b)
+    }
+
+    fn mean_std(v: &[f32]) -> (f64, f64) {
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        (mean, var.sqrt())
+    }
+
+    #[test]
+    fn initializers_match_the_keras_formulas() {
+        let (fan_in, fan_out) = (784.0f64, 256.0f64);
+        let check = |init, std_arg, want_std: f64, bound: Option<f64>| {
+            let (w, b) = first_layer(init, std_arg);
+            assert!(
+                b.iter().all(|&x| x == 0.0),
+                "{init:?}: biases start at zero"
+            );
+            let (mean, std) = mean_std(&w);
+            assert!(
+                mean.abs() < 0.01 * want_std.max(0.01),
+                "{init:?} mean {mean}"
+            );
+            assert!(
+                (std / want_std - 1.0).abs() < 0.02,
+                "{init:?}: std {std}, expected {want_std}"
+            );
+            if let Some(limit) = bound {
+                let max = w.iter().fold(0f32, |m, &x| m.max(x.abs())) as f64;
+                assert!(
+                    max <= limit && max > 0.99 * limit,
+                    "{init:?}: max {max} vs {limit}"
+                );
+            }
+        };
+        check(Init::RandomNormal, 0.05, 0.05, None);
+        check(Init::RandomNormal, 1.0, 1.0, None);
+        let glorot = (6.0 / (fan_in + fan_out)).sqrt();
+        check(Init::XavierUniform, 0.0, glorot / 3f64.sqrt(), Some(glorot));
+        check(
+            Init::XavierNormal,
+            0.0,
+            (2.0 / (fan_in + fan_out)).sqrt(),
+            None,
+        );
+        let he = (6.0 / fan_in).sqrt();
+        check(Init::HeUniform, 0.0, he / 3f64.sqrt(), Some(he));
+        check(Init::HeNormal, 0.0, (2.0 / fan_in).sqrt(), None);
+    }
+
+    fn config(dropout: f64, batchnorm: bool) -> ExperimentConfig {
+        ExperimentConfig {
+            dropout,
+            batchnorm,
+            hidden: vec![32],
+            init: Init::HeUniform,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn dropout_is_active_in_training_and_off_in_eval() {
+        let ad = device().autodiff();
+        ad.seed(1);
+        let model = Mlp::new(&config(0.5, false), &ad);
+        let x = Tensor::<2>::random([16, IMAGE_PIXELS], Distribution::Default, &ad);
+        let a = model.forward(x.clone()).into_data();
+        let b = model.forward(x.clone()).into_data();
+        assert_ne!(a, b, "two training passes draw different dropout masks");
+
+        let eval = model.valid();
+        let x = x.inner();
+        let c = eval.forward(x.clone()).into_data();
+        let d = eval.forward(x).into_data();
+        assert_eq!(c, d, "evaluation is deterministic: no dropout");
+    }
+
+    #[test]
+    fn batchnorm_uses_batch_statistics_in_training_and_running_ones_in_eval() {
+        let ad = device().autodiff();
+        ad.seed(1);
+        let model = Mlp::new(&config(0.0, true), &ad);
+        let norm = &model.norms[0];
+        assert!(
+            (norm.momentum - 0.01).abs() < 1e-12,
+            "Keras 0.99 is Burn 0.01"
+        );
+        assert_eq!(norm.epsilon, 1e-3);
+
+        let x = Tensor::<2>::random([64, IMAGE_PIXELS], Distribution::Default, &ad);
+        let h = model.hidden[0].forward(x.clone());
+        // Training: each feature is normalized over the batch (mean 0, variance ~1).
+        let out = norm.forward(h.clone());
+        let mean: Vec<f32> = out.clone().mean_dim(0).into_data().iter::<f32>().collect();
+        assert!(mean.iter().all(|m| m.abs() < 1e-4), "{mean:?}");
+        // The running mean moved 1% of the way from 0 to the batch mean.
+        let batch_mean: Vec<f32> = h.clone().mean_dim(0).into_data().iter::<f32>().collect();
+        let running: Vec<f32> = norm
+            .running_mean
+            .value_sync()
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        for (r, b) in running.iter().zip(&batch_mean) {
+            assert!((r - 0.01 * b).abs() < 1e-5, "running {r} vs batch {b}");
+        }
+        // Eval: the running statistics (mostly the initial 0/1) are used, not the batch's.
+        let eval = model.valid();
+        let out_eval = eval.norms[0].forward(h.inner());
+        let mean_eval: Vec<f32> = out_eval.mean_dim(0).into_data().iter::<f32>().collect();
+        assert!(
+            mean_eval
+                .iter()
+                .zip(&batch_mean)
+                .any(|(e, b)| (e - 0.99 * b).abs() < 1e-2 && b.abs() > 0.1),
+            "eval output keeps most of the batch mean"
+        );
+    }
+
+    #[test]
+    fn checkpoint_round_trip_restores_weights_and_optimizer() {
+        use crate::train::checkpoint::{self, TrainState};
+        let tmp = tempfile::tempdir().unwrap();
+        let ad = device().autodiff();
+        ad.seed(5);
+        let cfg = config(0.0, true);
+        let mut model = Mlp::new(&cfg, &ad);
+        let mut optim = burn::optim::AdamConfig::new().init();
+        let x = Tensor::<2>::random([8, IMAGE_PIXELS], Distribution::Default, &ad);
+        let y = Tensor::<1, Int>::from_data(TensorData::from([0i64, 1, 2, 3, 4, 5, 6, 7]), &ad);
+        for _ in 0..3 {
+            let loss = cross_entropy(model.forward(x.clone()), y.clone());
+            let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-3, model, grads);
+        }
+        let state = TrainState::new(&cfg, "test");
+        let dir = checkpoint::save(tmp.path(), &model, &optim, &state, 2).unwrap();
+        let ckpt = checkpoint::open(&dir).unwrap();
+        assert_eq!(ckpt.state, state);
+
+        let loaded = ckpt.load_model(Mlp::new(&cfg, &ad)).unwrap();
+        assert_eq!(loaded.parameters_flat(), model.parameters_flat());
+        let mut loaded_optim = ckpt
+            .load_optimizer(burn::optim::AdamConfig::new().init())
+            .unwrap();
+        // One more step from both: identical only if the Adam moments were restored.
+        let step = |m: Mlp, o: &mut burn::optim::ModuleOptimizer| {
+            let loss = cross_entropy(m.forward(x.clone()), y.clone());
+            let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
+            o.step(1e-3, m, grads).parameters_flat()
+        };
+        assert_eq!(step(model, &mut optim), step(loaded, &mut loaded_optim));
+    }
+}

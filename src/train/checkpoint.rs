@@ -1,0 +1,231 @@
+//! Checkpoints: model and Adam state in Burn's burnpack format, plus the loop state needed to
+//! continue exactly. Each checkpoint is a directory `checkpoints/step-NNNNNNNN/` that is
+//! assembled under a temporary name and renamed into place, so a crash at any moment leaves
+//! either the complete new checkpoint or none of it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ExperimentConfig;
+use crate::error::{Error, Result};
+use crate::model::Mlp;
+
+const MODEL_FILE: &str = "model.bpk";
+const OPTIMIZER_FILE: &str = "optimizer.bpk";
+const STATE_FILE: &str = "state.json";
+const PREFIX: &str = "step-";
+/// Bumped when the state layout changes incompatibly.
+const FORMAT: u32 = 1;
+
+/// Where the loop stands after the last completed step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub format: u32,
+    pub config: ExperimentConfig,
+    pub backend: String,
+    /// Steps completed so far, over all epochs.
+    pub global_step: usize,
+    /// Epoch and in-epoch index of the next step to run.
+    pub epoch: usize,
+    pub step_in_epoch: usize,
+    pub best_test_accuracy: Option<f64>,
+    pub last_test_accuracy: Option<f64>,
+    /// Training wall time before this checkpoint, summed over interrupted sessions.
+    pub elapsed_s: f64,
+}
+
+impl TrainState {
+    pub fn new(config: &ExperimentConfig, backend: &str) -> Self {
+        Self {
+            format: FORMAT,
+            config: config.clone(),
+            backend: backend.to_string(),
+            global_step: 0,
+            epoch: 0,
+            step_in_epoch: 0,
+            best_test_accuracy: None,
+            last_test_accuracy: None,
+            elapsed_s: 0.0,
+        }
+    }
+}
+
+/// A checkpoint found on disk; its weights are loaded on demand.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub state: TrainState,
+}
+
+fn fsync_dir(dir: &Path) {
+    // Directory fsync makes the rename durable; not every platform allows opening a directory,
+    // and failing here loses nothing that the rename has not already made consistent.
+    if let Ok(f) = fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Saves a checkpoint under `checkpoints_dir` and prunes all but the newest `keep`.
+pub fn save(
+    checkpoints_dir: &Path,
+    model: &Mlp,
+    optimizer: &ModuleOptimizer,
+    state: &TrainState,
+    keep: usize,
+) -> Result<PathBuf> {
+    let name = format!("{PREFIX}{:08}", state.global_step);
+    let final_dir = checkpoints_dir.join(&name);
+    let tmp_dir = checkpoints_dir.join(format!(".tmp-{name}-{}", std::process::id()));
+    let ctx = |what: &str| format!("writing checkpoint {}: {what}", tmp_dir.display());
+
+    fs::create_dir_all(checkpoints_dir)
+        .map_err(Error::io(format!("creating {}", checkpoints_dir.display())))?;
+    if tmp_dir.exists() {
+        fs::remove_dir_all(&tmp_dir).map_err(Error::io(ctx("removing stale temporary")))?;
+    }
+    fs::create_dir(&tmp_dir).map_err(Error::io(ctx("creating")))?;
+
+    model.settle_running_stats();
+    model
+        .clone()
+        .save_file(tmp_dir.join(MODEL_FILE))
+        .map_err(|e| Error::Other(format!("{}: {e}", ctx(MODEL_FILE))))?;
+    optimizer
+        .save(tmp_dir.join(OPTIMIZER_FILE))
+        .map_err(|e| Error::Other(format!("{}: {e}", ctx(OPTIMIZER_FILE))))?;
+    let json = serde_json::to_vec_pretty(state).expect("state serializes");
+    write_synced(&tmp_dir.join(STATE_FILE), &json).map_err(Error::io(ctx(STATE_FILE)))?;
+    fsync_dir(&tmp_dir);
+
+    if final_dir.exists() {
+        // Same step saved again (a resumed run re-reaching it): replace it. The old copy is
+        // moved aside first so that the name never points at a half-written directory.
+        let old = checkpoints_dir.join(format!(".old-{name}-{}", std::process::id()));
+        fs::rename(&final_dir, &old).map_err(Error::io(ctx("moving old copy aside")))?;
+        fs::rename(&tmp_dir, &final_dir).map_err(Error::io(ctx("renaming into place")))?;
+        let _ = fs::remove_dir_all(&old);
+    } else {
+        fs::rename(&tmp_dir, &final_dir).map_err(Error::io(ctx("renaming into place")))?;
+    }
+    fsync_dir(checkpoints_dir);
+
+    let all = list(checkpoints_dir);
+    if all.len() > keep {
+        for (_, dir) in &all[..all.len() - keep] {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+    Ok(final_dir)
+}
+
+/// Complete checkpoints in `checkpoints_dir`, oldest first.
+pub fn list(checkpoints_dir: &Path) -> Vec<(usize, PathBuf)> {
+    let Ok(entries) = fs::read_dir(checkpoints_dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(usize, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let step = name.strip_prefix(PREFIX)?.parse().ok()?;
+            Some((step, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Reads a checkpoint's state. `path` may be the checkpoint directory or a run directory (its
+/// newest checkpoint is used).
+pub fn open(path: &Path) -> Result<Checkpoint> {
+    if !path.exists() {
+        return Err(Error::Checkpoint(format!(
+            "{}: no such file or directory",
+            path.display()
+        )));
+    }
+    let dir = if path.join(STATE_FILE).is_file() {
+        path.to_path_buf()
+    } else {
+        let ckpts = path.join("checkpoints");
+        match list(&ckpts).pop() {
+            Some((_, dir)) => dir,
+            None => {
+                return Err(Error::Checkpoint(format!(
+                    "{} is neither a checkpoint (no {STATE_FILE}) nor a run directory with \
+                     checkpoints (nothing in {})",
+                    path.display(),
+                    ckpts.display()
+                )));
+            }
+        }
+    };
+    let state_path = dir.join(STATE_FILE);
+    let text = fs::read_to_string(&state_path)
+        .map_err(|e| Error::Checkpoint(format!("{}: {e}", state_path.display())))?;
+    let state: TrainState = serde_json::from_str(&text).map_err(|e| {
+        Error::Checkpoint(format!(
+            "{}: corrupt checkpoint state ({e})",
+            state_path.display()
+        ))
+    })?;
+    if state.format != FORMAT {
+        return Err(Error::Checkpoint(format!(
+            "{}: checkpoint format {} is not supported by this version (expects {FORMAT})",
+            state_path.display(),
+            state.format
+        )));
+    }
+    Ok(Checkpoint { dir, state })
+}
+
+impl Checkpoint {
+    /// Refuses a checkpoint whose parameter shapes differ from `config`'s.
+    pub fn check_architecture(&self, config: &ExperimentConfig) -> Result<()> {
+        let saved = &self.state.config;
+        if saved.hidden != config.hidden || saved.batchnorm != config.batchnorm {
+            return Err(Error::Checkpoint(format!(
+                "checkpoint {} was trained with architecture {}, but the config asks for {}; \
+                 use the checkpoint's own config, or start a new run",
+                self.dir.display(),
+                saved.architecture(),
+                config.architecture()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Loads the weights into `model` (which must have the checkpoint's architecture).
+    pub fn load_model(&self, model: Mlp) -> Result<Mlp> {
+        let path = self.dir.join(MODEL_FILE);
+        model.try_load_file(&path).map_err(|e| {
+            Error::Checkpoint(format!(
+                "{}: cannot load model weights ({e}); the file is corrupt or from another \
+                 architecture",
+                path.display()
+            ))
+        })
+    }
+
+    /// Loads the Adam moments and step counts into `optimizer`.
+    pub fn load_optimizer(&self, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
+        let path = self.dir.join(OPTIMIZER_FILE);
+        optimizer.load(&path).map_err(|e| {
+            Error::Checkpoint(format!(
+                "{}: cannot load optimizer state ({e})",
+                path.display()
+            ))
+        })
+    }
+}

@@ -1,0 +1,451 @@
+//! End-to-end behaviour of the binary on generated IDX files.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{bin, metrics, summary, write_dataset};
+use mnist_train::config::ExperimentConfig;
+use mnist_train::model::Mlp;
+use mnist_train::train::checkpoint;
+use predicates::prelude::*;
+
+/// 640 training images at batch 32 = 20 steps per epoch.
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dataset(tmp.path(), 640, 200);
+    let data = tmp.path().to_path_buf();
+    (tmp, data)
+}
+
+fn small_run<'a>(cmd: &'a mut assert_cmd::Command, run: &Path) -> &'a mut assert_cmd::Command {
+    cmd.args(["--init", "he", "--batch-size", "32", "--hidden", "64,32"])
+        .args(["--run-dir", run.to_str().unwrap()])
+}
+
+#[test]
+fn trains_prints_lecture_lines_and_writes_the_run_directory() {
+    let (tmp, data) = setup();
+    let run = tmp.path().join("run");
+    let out = small_run(&mut bin(tmp.path(), &data), &run)
+        .args([
+            "--epochs",
+            "2",
+            "--eval-every",
+            "5",
+            "--checkpoint-every",
+            "7",
+        ])
+        .assert()
+        .success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("Epoch:")).collect();
+    assert_eq!(lines.len(), 40, "one line per step:\n{stdout}");
+    let line = predicates::str::is_match(
+        r"^Epoch: \[ 1\] \[   19/   20\], train_loss: \d+\.\d{8}, train_accuracy: \d\.\d{4}, test_accuracy: \d\.\d{4}$",
+    )
+    .unwrap();
+    assert!(line.eval(lines[39]), "{}", lines[39]);
+    // Test accuracy on the cadence (every 5th step) and at each epoch end only.
+    assert!(lines[3].ends_with("train_accuracy: ") || !lines[3].contains("test_accuracy"));
+    assert!(lines[4].contains("test_accuracy"));
+    assert!(stdout.contains("final test_accuracy"));
+
+    let m = metrics(&run);
+    assert_eq!(m.len(), 40);
+    assert_eq!(m[39]["global_step"], 40);
+    let evaluated = m
+        .iter()
+        .filter(|m| m.get("test_accuracy").is_some())
+        .count();
+    assert_eq!(evaluated, 8, "steps 5,10,15,20(end),25,30,35,40");
+
+    let s = summary(&run);
+    assert!(s["final_test_accuracy"].as_f64().unwrap() > 0.9, "{s}");
+    assert_eq!(s["steps"], 40);
+    assert_eq!(s["test_images"], 200);
+
+    let config: ExperimentConfig =
+        serde_json::from_str(&fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config.hidden, vec![64, 32]);
+    assert_eq!(config.batch_size, 32);
+
+    // Checkpoints at 7, 14, 20 (epoch end), 21, 28, 35, 40; the newest 3 kept.
+    let kept: Vec<usize> = checkpoint::list(&run.join("checkpoints"))
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(kept, vec![28, 35, 40]);
+}
+
+#[test]
+fn json_mode_prints_only_json_lines() {
+    let (tmp, data) = setup();
+    let run = tmp.path().join("run");
+    let out = small_run(&mut bin(tmp.path(), &data), &run)
+        .args(["--json", "--eval-every", "0"])
+        .assert()
+        .success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+        .collect();
+    assert_eq!(rows.len(), 20);
+    assert!(rows[0]["train_loss"].as_f64().unwrap() > 0.0);
+    assert!(rows[19]["test_accuracy"].as_f64().is_some());
+    assert!(rows[18].get("test_accuracy").is_none());
+}
+
+/// Final weights of a run's newest checkpoint.
+fn final_weights(run: &Path) -> Vec<f32> {
+    let ckpt = checkpoint::open(run).unwrap();
+    let device = mnist_train::backend::Backend::default_cpu()
+        .device()
+        .unwrap();
+    let model = ckpt
+        .load_model(Mlp::new(&ckpt.state.config, &device))
+        .unwrap();
+    model.parameters_flat()
+}
+
+fn without_time(m: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    m.into_iter()
+        .map(|mut v| {
+            v.as_object_mut().unwrap().remove("elapsed_s");
+            v
+        })
+        .collect()
+}
+
+fn assert_resume_is_exact(extra: &[&str]) {
+    let (tmp, data) = setup();
+    let whole = tmp.path().join("whole");
+    let split = tmp.path().join("split");
+    let common_args = [
+        "--epochs",
+        "2",
+        "--eval-every",
+        "3",
+        "--checkpoint-every",
+        "4",
+    ];
+    small_run(&mut bin(tmp.path(), &data), &whole)
+        .args(common_args)
+        .args(extra)
+        .assert()
+        .success();
+    // Interrupted mid-epoch (step 13 of 20, between two periodic checkpoints), then resumed.
+    small_run(&mut bin(tmp.path(), &data), &split)
+        .args(common_args)
+        .args(extra)
+        .args(["--max-steps", "13"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("--resume"));
+    assert_eq!(metrics(&split).len(), 13);
+    bin(tmp.path(), &data)
+        .args(["--resume", split.to_str().unwrap()])
+        .assert()
+        .success();
+
+    let (a, b) = (final_weights(&whole), final_weights(&split));
+    assert_eq!(a.len(), b.len());
+    assert!(
+        a == b,
+        "resumed weights differ from the uninterrupted run's"
+    );
+    assert_eq!(without_time(metrics(&whole)), without_time(metrics(&split)));
+    assert_eq!(
+        summary(&whole)["final_test_accuracy"],
+        summary(&split)["final_test_accuracy"]
+    );
+}
+
+#[test]
+fn resume_mid_epoch_is_exact_plain() {
+    assert_resume_is_exact(&[]);
+}
+
+#[test]
+fn resume_mid_epoch_is_exact_with_dropout() {
+    assert_resume_is_exact(&["--dropout", "0.5"]);
+}
+
+#[test]
+fn resume_mid_epoch_is_exact_with_batchnorm() {
+    assert_resume_is_exact(&["--batchnorm"]);
+}
+
+#[test]
+fn same_seed_same_numbers_other_seed_other_numbers() {
+    let (tmp, data) = setup();
+    let run = |name: &str, seed: &str| {
+        let dir = tmp.path().join(name);
+        small_run(&mut bin(tmp.path(), &data), &dir)
+            .args(["--seed", seed, "--dropout", "0.3", "--eval-every", "0"])
+            .assert()
+            .success();
+        without_time(metrics(&dir))
+    };
+    let a = run("a", "1");
+    assert_eq!(a, run("b", "1"));
+    assert_ne!(a, run("c", "2"));
+}
+
+#[test]
+fn config_file_is_loaded_and_flags_override_it() {
+    let (tmp, data) = setup();
+    let cfg = tmp.path().join("exp.json");
+    fs::write(
+        &cfg,
+        r#"{"name": "mine", "activation": "tanh", "hidden": [16], "epochs": 3}"#,
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    bin(tmp.path(), &data)
+        .args(["--config", cfg.to_str().unwrap(), "--epochs", "1"])
+        .args(["--batch-size", "64", "--eval-every", "0", "--quiet"])
+        .args(["--run-dir", run.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Epoch:").not());
+    let saved: ExperimentConfig =
+        serde_json::from_str(&fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(saved.activation, mnist_train::config::Activation::Tanh);
+    assert_eq!(saved.hidden, vec![16]);
+    assert_eq!(saved.epochs, 1, "the flag wins over the file");
+    assert_eq!(metrics(&run).len(), 10);
+}
+
+#[test]
+fn default_run_dir_is_generated_under_runs() {
+    let (tmp, data) = setup();
+    bin(tmp.path(), &data)
+        .args([
+            "--hidden",
+            "16",
+            "--batch-size",
+            "64",
+            "--eval-every",
+            "0",
+            "--quiet",
+        ])
+        .assert()
+        .success();
+    let runs: Vec<_> = fs::read_dir(tmp.path().join("runs")).unwrap().collect();
+    assert_eq!(runs.len(), 1);
+    let name = runs[0].as_ref().unwrap().file_name();
+    assert!(
+        name.to_str()
+            .unwrap()
+            .starts_with("relu-random-normal0.05-")
+    );
+}
+
+#[test]
+fn eval_reports_the_accuracy_the_run_ended_with() {
+    let (tmp, data) = setup();
+    let run = tmp.path().join("run");
+    small_run(&mut bin(tmp.path(), &data), &run)
+        .args(["--eval-every", "0", "--quiet"])
+        .assert()
+        .success();
+    let out = bin(tmp.path(), &data)
+        .args(["eval", "--json", "--checkpoint", run.to_str().unwrap()])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(
+        v["test_accuracy"].as_f64().unwrap(),
+        summary(&run)["final_test_accuracy"].as_f64().unwrap()
+    );
+    assert_eq!(v["step"], 20);
+    bin(tmp.path(), &data)
+        .args(["eval", "--checkpoint", run.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("test_accuracy: "));
+}
+
+/// Runs the binary expecting failure with `code` and a one-line message containing `needle`.
+fn assert_fails(cmd: &mut assert_cmd::Command, code: i32, needle: &str) {
+    let out = cmd.assert().failure().code(code);
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(stderr.contains(needle), "expected {needle:?} in:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("internal error"), "{stderr}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_exit_code() {
+    let (tmp, data) = setup();
+    let p = tmp.path();
+    let file = |name: &str, text: &str| {
+        let path = p.join(name);
+        fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+
+    // Config problems: exit 2.
+    let malformed = file("bad.json", "{\"epochs\": 1,");
+    assert_fails(bin(p, &data).args(["--config", &malformed]), 2, "bad.json");
+    let unknown = file("unknown.json", r#"{"learning_rate": 0.1}"#);
+    assert_fails(
+        bin(p, &data).args(["--config", &unknown]),
+        2,
+        "unknown field `learning_rate`",
+    );
+    let wrong_type = file("type.json", r#"{"hidden": "256"}"#);
+    assert_fails(
+        bin(p, &data).args(["--config", &wrong_type]),
+        2,
+        "invalid type",
+    );
+    assert_fails(
+        bin(p, &data).args(["--config", "no-such.json"]),
+        2,
+        "no-such.json",
+    );
+    assert_fails(bin(p, &data).args(["--dropout", "1.0"]), 2, "`dropout`");
+    assert_fails(bin(p, &data).args(["--lr", "0"]), 2, "`lr`");
+    assert_fails(bin(p, &data).args(["--batch-size", "0"]), 2, "`batch_size`");
+    assert_fails(
+        bin(p, &data).args(["--train-limit", "10"]),
+        2,
+        "`batch_size`",
+    );
+    assert_fails(bin(p, &data).args(["--threads", "0"]), 2, "`threads`");
+
+    // Data problems: exit 3.
+    let empty = p.join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    assert_fails(bin(p, &empty).arg("--offline"), 3, "mnist-train download");
+    let broken = p.join("broken");
+    let dir = write_dataset(&broken, 100, 20);
+    fs::write(
+        dir.join("t10k-labels-idx1-ubyte"),
+        [0u8, 0, 8, 1, 0, 0, 0, 20],
+    )
+    .unwrap();
+    assert_fails(
+        bin(p, &broken).arg("--offline"),
+        3,
+        "t10k-labels-idx1-ubyte",
+    );
+
+    // Checkpoint problems: exit 4.
+    assert_fails(
+        bin(p, &data).args(["--resume", p.to_str().unwrap()]),
+        4,
+        "not a run directory",
+    );
+    assert_fails(
+        bin(p, &data).args(["eval", "--checkpoint", p.join("nothing").to_str().unwrap()]),
+        4,
+        "no such file",
+    );
+}
+
+#[test]
+fn checkpoints_from_another_architecture_or_corrupt_are_refused() {
+    let (tmp, data) = setup();
+    let run = tmp.path().join("run");
+    small_run(&mut bin(tmp.path(), &data), &run)
+        .args(["--eval-every", "0", "--quiet", "--max-steps", "5"])
+        .assert()
+        .success();
+    assert_fails(
+        bin(tmp.path(), &data).args(["--resume", run.to_str().unwrap(), "--hidden", "128"]),
+        4,
+        "architecture 784 → 64 → 32 → 10",
+    );
+    let (_, ckpt) = checkpoint::list(&run.join("checkpoints")).pop().unwrap();
+    let model = ckpt.join("model.bpk");
+    let bytes = fs::read(&model).unwrap();
+    fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    assert_fails(
+        bin(tmp.path(), &data).args(["eval", "--checkpoint", ckpt.to_str().unwrap()]),
+        4,
+        "model.bpk",
+    );
+    fs::write(ckpt.join("state.json"), "{").unwrap();
+    assert_fails(
+        bin(tmp.path(), &data).args(["eval", "--checkpoint", ckpt.to_str().unwrap()]),
+        4,
+        "corrupt checkpoint state",
+    );
+}
+
+#[test]
+fn diverging_loss_stops_with_a_message_and_keeps_the_last_checkpoint() {
+    let (tmp, data) = setup();
+    let run = tmp.path().join("run");
+    // Diverges on the very first step: nothing good to keep, so nothing is written.
+    assert_fails(
+        bin(tmp.path(), &data).args(["--run-dir", run.to_str().unwrap(), "--init-std", "1e19"]),
+        5,
+        "the loss became NaN at epoch 0, step 0 (global step 1)",
+    );
+    assert!(checkpoint::list(&run.join("checkpoints")).is_empty());
+
+    // Five good steps, then an absurd learning rate: the step after the blow-up fails.
+    let run = tmp.path().join("run2");
+    small_run(&mut bin(tmp.path(), &data), &run)
+        .args([
+            "--max-steps",
+            "5",
+            "--checkpoint-every",
+            "1",
+            "--eval-every",
+            "0",
+        ])
+        .assert()
+        .success();
+    assert_fails(
+        bin(tmp.path(), &data).args(["--resume", run.to_str().unwrap(), "--lr", "1e30"]),
+        5,
+        "global step 7",
+    );
+    let ckpts = checkpoint::list(&run.join("checkpoints"));
+    assert_eq!(
+        ckpts.last().unwrap().0,
+        6,
+        "the last step with a finite loss"
+    );
+    for (_, dir) in ckpts {
+        let c = checkpoint::open(&dir).unwrap();
+        let device = mnist_train::backend::Backend::default_cpu()
+            .device()
+            .unwrap();
+        let w = c.load_model(Mlp::new(&c.state.config, &device)).unwrap();
+        assert!(w.parameters_flat().iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn existing_run_dir_is_not_overwritten() {
+    let (tmp, data) = setup();
+    let run = tmp.path().join("run");
+    small_run(&mut bin(tmp.path(), &data), &run)
+        .args(["--eval-every", "0", "--quiet"])
+        .assert()
+        .success();
+    assert_fails(
+        small_run(&mut bin(tmp.path(), &data), &run),
+        2,
+        "already holds a run",
+    );
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    bin(tmp.path(), tmp.path())
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Exit codes:"))
+        .stdout(predicate::str::contains("--init-std"));
+}

@@ -1,0 +1,77 @@
+//! Shared helpers for the integration tests: tiny generated datasets and the binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use mnist_train::data::idx::{encode_images, encode_labels};
+
+/// A learnable toy dataset: class `c` lights up rows 3c..3c+2, plus deterministic noise.
+pub fn synthetic(n: usize, salt: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64 ^ salt;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut images = Vec::with_capacity(n * 784);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = (next() % 10) as usize;
+        labels.push(c as u8);
+        for r in 0..28 {
+            for _ in 0..28 {
+                let noise = (next() % 60) as u8;
+                let on = r / 3 == c;
+                images.push(if on { 180 + noise } else { noise });
+            }
+        }
+    }
+    (images, labels)
+}
+
+/// Writes a toy MNIST (train `n_train`, test `n_test`) under `root/mnist/`, raw IDX files.
+pub fn write_dataset(root: &Path, n_train: usize, n_test: usize) -> PathBuf {
+    let dir = root.join("mnist");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ti, tl) = synthetic(n_train, 1);
+    let (vi, vl) = synthetic(n_test, 2);
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        encode_images(&ti, n_train),
+    )
+    .unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), encode_labels(&tl)).unwrap();
+    std::fs::write(
+        dir.join("t10k-images-idx3-ubyte"),
+        encode_images(&vi, n_test),
+    )
+    .unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), encode_labels(&vl)).unwrap();
+    dir
+}
+
+/// The binary with a clean environment: data from `data_dir`, runs inside `cwd`.
+pub fn bin(cwd: &Path, data_dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("mnist-train").unwrap();
+    cmd.current_dir(cwd)
+        .env_remove("MNIST_DATA_DIR")
+        .env_remove("MNIST_TRAIN_BACKEND")
+        .env("MNIST_DATA_DIR", data_dir)
+        .env("MNIST_TRAIN_THREADS", "1");
+    cmd
+}
+
+/// Parsed `metrics.jsonl` of a run.
+pub fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
