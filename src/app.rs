@@ -25,6 +25,8 @@ pub fn run() -> Result<()> {
         Some(Command::Train(args)) => train(*args),
         Some(Command::Eval(args)) => eval(*args),
         Some(Command::Download(args)) => download(args),
+        Some(Command::Bench(args)) => crate::bench::run(*args),
+        Some(Command::Sweep(args)) => crate::sweep::command::run(*args),
     }
 }
 
@@ -41,7 +43,7 @@ fn setup_runtime(runtime: &RuntimeArgs) -> Result<(Backend, burn::tensor::Device
         backend::set_threads(threads)?;
     }
     let backend = runtime.backend.unwrap_or_else(Backend::default_cpu);
-    Ok((backend, backend.device()?))
+    Ok((backend, backend.device_on(runtime.adapter)?))
 }
 
 /// Finds the dataset, downloading it when it is missing (unless `--offline`).
@@ -143,6 +145,9 @@ fn resume_command(run: &Path, args: &TrainArgs) -> String {
     }
     if let Some(b) = args.runtime.backend {
         cmd.push_str(&format!(" --backend {}", b.name()));
+        if b == Backend::Wgpu && args.runtime.adapter != crate::gpu::AdapterChoice::Auto {
+            cmd.push_str(&format!(" --adapter {}", args.runtime.adapter));
+        }
     }
     cmd
 }
@@ -153,6 +158,8 @@ fn train(args: TrainArgs) -> Result<()> {
     let (backend, device) = setup_runtime(&args.runtime)?;
     let stop = StopFlag::install().map_err(Error::io("installing signal handlers"))?;
     let data = load_limited(&config, &args.data)?;
+    // A batch larger than the data is refused before a run directory is made for it.
+    crate::train::steps_per_epoch(&config, data.train.len())?;
     let run = RunDir::open(&run_path)?;
     run.write_config(&config)?;
 
@@ -225,10 +232,13 @@ fn train(args: TrainArgs) -> Result<()> {
     } else {
         println!("{line}");
     }
+    crate::plot::after_run(&run.path);
     Ok(())
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
+    // An unusable backend is the first thing to report: nothing else can help then.
+    let (_, device) = setup_runtime(&args.runtime)?;
     let ckpt = checkpoint::open(&args.checkpoint)?;
     let mut config = ckpt.state.config.clone();
     if let Some(d) = args.dataset {
@@ -236,7 +246,6 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     config.test_limit = args.test_limit.or(config.test_limit);
     config.train_limit = None;
-    let (_, device) = setup_runtime(&args.runtime)?;
     let model = ckpt.load_model(Mlp::new(&config, &device))?;
     let mut data = load_data(config.dataset, &args.data)?;
     if let Some(n) = config.test_limit {

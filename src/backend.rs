@@ -4,6 +4,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::gpu::AdapterChoice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -34,8 +35,28 @@ impl Backend {
         }
     }
 
-    /// The device to train on (without autodiff).
+    /// Whether this binary has the backend compiled in (its cargo feature).
+    pub fn compiled_in(self) -> bool {
+        match self {
+            Backend::Flex => cfg!(feature = "flex"),
+            Backend::Ndarray => cfg!(feature = "ndarray"),
+            Backend::Wgpu => cfg!(feature = "wgpu"),
+        }
+    }
+
+    /// The device to train on (without autodiff); for wgpu, the adapter `--adapter auto` picks.
     pub fn device(self) -> Result<Device> {
+        self.device_on(AdapterChoice::Auto)
+    }
+
+    /// The device to train on (without autodiff); `adapter` picks the GPU for wgpu and is
+    /// ignored by the CPU backends.
+    pub fn device_on(self, adapter: AdapterChoice) -> Result<Device> {
+        // Unused only when every backend is compiled in.
+        #[cfg_attr(
+            all(feature = "flex", feature = "ndarray", feature = "wgpu"),
+            allow(unused_variables)
+        )]
         let missing = |feature: &str| {
             Error::Usage(format!(
                 "--backend {} is not compiled into this binary; rebuild with \
@@ -54,7 +75,13 @@ impl Backend {
             Backend::Ndarray => Ok(Device::ndarray()),
             #[cfg(not(feature = "ndarray"))]
             Backend::Ndarray => Err(missing("ndarray")),
-            Backend::Wgpu => Err(missing("wgpu")),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => crate::gpu::device(adapter),
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => {
+                let _ = adapter;
+                Err(missing("wgpu"))
+            }
         }
     }
 }

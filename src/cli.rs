@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::backend::Backend;
 use crate::config::{Activation, ExperimentConfig, Init};
 use crate::data::DatasetName;
+use crate::gpu::AdapterChoice;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -16,6 +17,7 @@ Exit codes:
   3    dataset missing, corrupt or not downloadable
   4    checkpoint missing, corrupt or from another architecture
   5    training diverged (NaN or infinite loss)
+  6    requested compute device unavailable (--backend wgpu: no GPU adapter fits --adapter)
   130  stopped by SIGINT (Ctrl-C) after writing a checkpoint
   143  stopped by SIGTERM after writing a checkpoint";
 
@@ -49,6 +51,11 @@ pub enum Command {
     /// Download and verify a dataset.
     #[command(after_help = EXIT_CODES)]
     Download(DownloadArgs),
+    /// Measure training and evaluation speed per backend (medians of several runs).
+    Bench(Box<crate::bench::BenchArgs>),
+    /// Run a sweep of trainings (grid / list of configs × seeds) and tabulate the results.
+    #[command(after_help = EXIT_CODES)]
+    Sweep(Box<crate::sweep::command::SweepArgs>),
 }
 
 /// Where the data is and how to get it.
@@ -112,6 +119,17 @@ pub struct RuntimeArgs {
     /// CPU threads for the CPU backends (default: one per core).
     #[arg(long, env = "MNIST_TRAIN_THREADS", value_name = "N")]
     pub threads: Option<usize>,
+
+    /// GPU adapter for `--backend wgpu`: `auto` (a discrete GPU, else integrated, else
+    /// virtual), `discrete[:N]`, `integrated[:N]`, `virtual[:N]`, or `cpu` (a software
+    /// adapter such as lavapipe: slow, but needs no GPU).
+    #[arg(
+        long,
+        env = "MNIST_TRAIN_ADAPTER",
+        value_name = "KIND[:N]",
+        default_value = "auto"
+    )]
+    pub adapter: AdapterChoice,
 }
 
 /// Every experiment key as a flag; a flag given wins over the config file.

@@ -122,6 +122,9 @@ impl Default for ExperimentConfig {
 
 /// Largest hidden layer we accept; beyond this an MLP on 784 inputs is a typo, not a plan.
 const MAX_LAYER: usize = 65_536;
+/// Most parameters we accept: 2 GB of f32 weights, about 8 GB with gradients and Adam's two
+/// moments. Beyond this the allocation fails (an abort, not an error) on ordinary machines.
+pub const MAX_PARAMETERS: u64 = 500_000_000;
 
 fn out_of_range(key: &'static str, value: impl ToString, allowed: &str) -> Error {
     Error::OutOfRange {
@@ -201,6 +204,17 @@ impl ExperimentConfig {
                 &format!("each layer must have 1..={MAX_LAYER} units"),
             ));
         }
+        let parameters = self.parameter_count();
+        if parameters > MAX_PARAMETERS {
+            return Err(out_of_range(
+                "hidden",
+                format!("{:?} ({parameters} parameters)", self.hidden),
+                &format!(
+                    "at most {MAX_PARAMETERS} parameters in all, so that weights, gradients \
+                     and Adam state fit in memory"
+                ),
+            ));
+        }
         if self.epochs == 0 {
             return Err(out_of_range("epochs", 0, "must be >= 1"));
         }
@@ -248,6 +262,22 @@ impl ExperimentConfig {
         Ok(())
     }
 
+    /// Trainable parameters of the MLP (saturating, so absurd sizes compare as huge).
+    pub fn parameter_count(&self) -> u64 {
+        let mut total = 0u64;
+        let mut fan_in = 784u64;
+        for &h in self.hidden.iter().chain(&[10]) {
+            let h = h as u64;
+            let bn = if self.batchnorm && h != 10 { 2 * h } else { 0 };
+            total = total
+                .saturating_add(fan_in.saturating_mul(h))
+                .saturating_add(h)
+                .saturating_add(bn);
+            fan_in = h;
+        }
+        total
+    }
+
     /// The part of the config that fixes parameter shapes; checkpoints must match it.
     pub fn architecture(&self) -> String {
         format!(
@@ -277,7 +307,9 @@ impl ExperimentConfig {
             s.push_str("-bn");
         }
         if self.hidden != [256, 256] {
-            s.push_str(&format!("-{}x{}", self.hidden.len(), self.hidden[0]));
+            // `first()`: the label is also built for configs not validated yet (empty `hidden`).
+            let first = self.hidden.first().copied().unwrap_or(0);
+            s.push_str(&format!("-{}x{first}", self.hidden.len()));
         }
         s
     }
@@ -364,6 +396,26 @@ mod tests {
         assert!(range_error(|c| c.batchnorm_momentum = 1.5).contains("`batchnorm_momentum`"));
         assert!(range_error(|c| c.train_limit = Some(0)).contains("`train_limit`"));
         assert!(range_error(|c| c.keep_checkpoints = 0).contains("`keep_checkpoints`"));
+        assert!(range_error(|c| c.hidden = vec![65_536, 65_536]).contains("parameters"));
+    }
+
+    #[test]
+    fn parameter_count_matches_the_lecture_net() {
+        let c = ExperimentConfig::default();
+        assert_eq!(
+            c.parameter_count(),
+            784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
+        );
+        let deep = ExperimentConfig {
+            hidden: vec![512; 4],
+            ..Default::default()
+        };
+        deep.validate().unwrap();
+        let widest = ExperimentConfig {
+            hidden: vec![65_536],
+            ..Default::default()
+        };
+        widest.validate().unwrap();
     }
 
     #[test]
@@ -390,5 +442,29 @@ mod tests {
         };
         assert_eq!(c.label(), "relu-he-uniform-d0.5-bn");
         assert_eq!(c.architecture(), "784 → 256 → 256 → 10, batchnorm");
+    }
+
+    /// Regression (found by fuzzing): without serde_json's `float_roundtrip`, 4e-39 read back
+    /// from config.json as 4.0000000000000004e-39, so a resumed run could differ.
+    #[test]
+    fn floats_round_trip_through_config_json_bit_for_bit() {
+        for text in [
+            r#"{"lr": 4e-39}"#,
+            r#"{"lr": 0.30000000000000004}"#,
+            r#"{"init_std": 2.2250738585072014e-308}"#,
+            r#"{"dropout": 0.49999999999999994}"#,
+        ] {
+            let c = ExperimentConfig::from_json(text).unwrap();
+            let back = ExperimentConfig::from_json(&c.to_json_pretty()).unwrap();
+            assert_eq!(back, c, "{text}");
+        }
+    }
+
+    /// Regression: the run name is derived before validation, and an empty `hidden` panicked.
+    #[test]
+    fn label_of_an_unvalidated_config_does_not_panic() {
+        let c = ExperimentConfig::from_json(r#"{"hidden": []}"#).unwrap();
+        assert_eq!(c.label(), "relu-random-normal0.05-0x0");
+        assert!(c.validate().unwrap_err().to_string().contains("`hidden`"));
     }
 }

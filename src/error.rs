@@ -21,6 +21,9 @@ pub mod exit {
     pub const CHECKPOINT: i32 = 4;
     /// The loss became NaN or infinite.
     pub const DIVERGED: i32 = 5;
+    /// The requested compute device is unavailable: `--backend wgpu` found no adapter that
+    /// fits `--adapter`, or the adapter refused to start.
+    pub const DEVICE: i32 = 6;
     /// Stopped by SIGINT (128 + 2), after writing a checkpoint.
     pub const SIGINT: i32 = 130;
     /// Stopped by SIGTERM (128 + 15), after writing a checkpoint.
@@ -51,6 +54,10 @@ pub enum Error {
 
     #[error("{0}")]
     Checkpoint(String),
+
+    /// No usable GPU adapter (or the chosen one failed to start).
+    #[error("{0}")]
+    DeviceUnavailable(String),
 
     #[error(
         "the loss became {value} at epoch {epoch}, step {step} (global step {global_step}); \
@@ -89,6 +96,7 @@ impl Error {
             Error::Data(_) | Error::DataUnavailable(_) => exit::DATA,
             Error::Checkpoint(_) => exit::CHECKPOINT,
             Error::Diverged { .. } => exit::DIVERGED,
+            Error::DeviceUnavailable(_) => exit::DEVICE,
             Error::Interrupted { code, .. } => *code,
             Error::Io { .. } | Error::Other(_) => exit::FAILURE,
         }

@@ -6,12 +6,16 @@
 pub mod app;
 pub mod backend;
 pub mod batcher;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod gpu;
 pub mod model;
+pub mod plot;
 pub mod report;
 pub mod run_dir;
 pub mod signals;
+pub mod sweep;
 pub mod train;

@@ -74,7 +74,7 @@ impl Reporter for HumanReporter {
             let bar = ProgressBar::new(total_steps as u64).with_position(done as u64);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{bar:40.cyan/blue} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
+                    "{bar:40.cyan/blue} {pos}/{len} steps  {elapsed} elapsed, eta {eta}  {msg}",
                 )
                 .expect("valid template"),
             );

@@ -737,6 +737,9 @@ mod tests {
             Truncated(Vec<u8>),
             /// Accept, say nothing for this long, hang up.
             Silent(Duration),
+            /// Announce the whole body, send these first bytes of it, then go quiet for this
+            /// long (a transfer that stalls mid-way) and hang up.
+            Stalled(Vec<u8>, usize, Duration),
         }
 
         pub struct Server {
@@ -801,6 +804,11 @@ mod tests {
                 Reply::Silent(d) => {
                     std::thread::sleep(d);
                     Ok(())
+                }
+                Reply::Stalled(body, claimed, d) => {
+                    let sent = write_body(&mut stream, &body, claimed);
+                    std::thread::sleep(d);
+                    sent
                 }
             };
             path
@@ -872,6 +880,11 @@ mod tests {
                     "wrong" => Reply::Body(gzip(&wrong[file])),
                     "raw" => Reply::Body(bytes.clone()),
                     "silent" => Reply::Silent(Duration::from_millis(2500)),
+                    "stall" => {
+                        let gz = gzip(bytes);
+                        let half = gz[..gz.len() / 2].to_vec();
+                        Reply::Stalled(half, gz.len(), Duration::from_millis(2500))
+                    }
                     _ => Reply::Status(400),
                 }
             }
@@ -989,6 +1002,49 @@ mod tests {
             assert!(served.iter().all(|(_, m)| m.ends_with("/good/")));
             assert_complete(dest.path(), &data);
             assert_eq!(server.requests().len(), 8);
+        }
+
+        /// A transfer that stops mid-body is cut by the per-read timeout (not waited out),
+        /// its partial file removed, and the next mirror serves.
+        #[test]
+        fn transfer_stalled_mid_body_times_out_and_the_next_mirror_serves() {
+            let data = Arc::new(tiny_dataset(6));
+            let server = serve(8, router(Arc::clone(&data)));
+            let dest = tempfile::tempdir().unwrap();
+            let opts = options(&server.base, &["stall", "good"], 0);
+            let start = Instant::now();
+            let served =
+                download_with_expected(DatasetName::Mnist, dest.path(), &opts, expectations(&data))
+                    .unwrap();
+            // 4 stalls cut after 1 s each; waiting each one out would take 10 s.
+            assert!(
+                start.elapsed() < Duration::from_secs(9),
+                "{:?}",
+                start.elapsed()
+            );
+            assert!(served.iter().all(|(_, m)| m.ends_with("/good/")));
+            assert_complete(dest.path(), &data);
+            assert_eq!(server.requests().len(), 8);
+
+            // Only stalling mirrors: the error says so for each attempt, nothing is left.
+            let server = serve(2, router(Arc::clone(&data)));
+            let dest = tempfile::tempdir().unwrap();
+            let opts = options(&server.base, &["stall"], 1);
+            let err =
+                download_with_expected(DatasetName::Mnist, dest.path(), &opts, expectations(&data))
+                    .unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains("(attempt 1/2)") && msg.contains("(attempt 2/2)"),
+                "{msg}"
+            );
+            assert!(msg.contains("after"), "names the bytes received: {msg}");
+            assert!(
+                entries(dest.path()).is_empty(),
+                "{:?}",
+                entries(dest.path())
+            );
+            assert_eq!(server.requests().len(), 2);
         }
 
         #[test]

@@ -65,16 +65,27 @@ impl Kind {
 /// Read an image file (raw or gzip). Returns the pixels (`count * 784` bytes)
 /// and `count`. Rejects anything that is not 28x28.
 pub fn read_images(path: &Path) -> Result<(Vec<u8>, usize), DataError> {
-    let mut bytes = read_decompressed(path)?;
+    decode_images(read_file(path)?, path)
+}
+
+/// Read a label file (raw or gzip). Rejects labels outside `0..=9`.
+pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
+    decode_labels(read_file(path)?, path)
+}
+
+/// [`read_images`] on the file's bytes (raw or gzip) already in memory. `path` decides
+/// whether a `.gz` name demands gzip, and names the file in errors.
+pub fn decode_images(raw: Vec<u8>, path: &Path) -> Result<(Vec<u8>, usize), DataError> {
+    let mut bytes = decompress_if_gzip(raw, path)?;
     let count = check(&bytes, path, Kind::Images)?;
     // Shifting in place avoids a second 47 MB buffer for the training set.
     bytes.drain(..IMAGE_HEADER);
     Ok((bytes, count))
 }
 
-/// Read a label file (raw or gzip). Rejects labels outside `0..=9`.
-pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
-    let mut bytes = read_decompressed(path)?;
+/// [`read_labels`] on the file's bytes (raw or gzip) already in memory.
+pub fn decode_labels(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
+    let mut bytes = decompress_if_gzip(raw, path)?;
     check(&bytes, path, Kind::Labels)?;
     bytes.drain(..LABEL_HEADER);
     Ok(bytes)
@@ -124,12 +135,15 @@ fn header_u32(n: usize) -> u32 {
 
 /// Read a file and, if it is gzip (by magic bytes or `.gz` name), inflate it.
 pub(crate) fn read_decompressed(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
+    decompress_if_gzip(read_file(path)?, path)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|source| DataError::Io {
         action: "read",
         path: path.to_path_buf(),
         source,
-    })?;
-    decompress_if_gzip(raw, path)
+    })
 }
 
 /// Inflate `raw` if it is gzip, else return it unchanged. `path` decides

@@ -91,6 +91,7 @@ pub fn save(
 
     fs::create_dir_all(checkpoints_dir)
         .map_err(Error::io(format!("creating {}", checkpoints_dir.display())))?;
+    remove_leftovers(checkpoints_dir);
     if tmp_dir.exists() {
         fs::remove_dir_all(&tmp_dir).map_err(Error::io(ctx("removing stale temporary")))?;
     }
@@ -127,6 +128,22 @@ pub fn save(
         }
     }
     Ok(final_dir)
+}
+
+/// Removes what a process killed while saving left behind: a half-written `.tmp-*` directory
+/// or a `.old-*` copy moved aside. The caller holds the run directory's lock, so no other
+/// process is writing these.
+fn remove_leftovers(checkpoints_dir: &Path) {
+    let Ok(entries) = fs::read_dir(checkpoints_dir) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".tmp-") || name.starts_with(".old-") {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Complete checkpoints in `checkpoints_dir`, oldest first.

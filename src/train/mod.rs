@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::batcher::{ResidentSet, epoch_order, images_tensor, labels_tensor, step_seed};
@@ -67,7 +67,24 @@ pub struct Trainer<'a> {
     pub max_steps: Option<usize>,
 }
 
-fn optimizer(config: &ExperimentConfig) -> ModuleOptimizer {
+/// One Adam step on a batch. Returns the updated model, the batch's mean loss and its number of
+/// correct predictions, as device tensors: the caller decides when to read them back.
+pub fn train_step(
+    model: Mlp,
+    optim: &mut ModuleOptimizer,
+    lr: f64,
+    images: Tensor<2>,
+    labels: Tensor<1, Int>,
+) -> (Mlp, Tensor<1>, Tensor<1, Int>) {
+    let logits = model.forward(images);
+    let loss = cross_entropy(logits.clone(), labels.clone());
+    let correct = correct_count(logits.detach(), labels);
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    (optim.step(lr, model, grads), loss, correct)
+}
+
+/// Adam with the config's betas and epsilon.
+pub fn optimizer(config: &ExperimentConfig) -> ModuleOptimizer {
     AdamConfig::new()
         .with_beta_1(config.adam_beta1 as f32)
         .with_beta_2(config.adam_beta2 as f32)
@@ -153,11 +170,9 @@ impl Trainer<'_> {
                 let images = images_tensor(&self.data.train.images, idx, &ad);
                 let labels = labels_tensor(&self.data.train.labels, idx, &ad);
 
-                let logits = model.forward(images);
-                let loss = cross_entropy(logits.clone(), labels.clone());
-                let correct = correct_count(logits.detach(), labels);
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(config.lr, model, grads);
+                let (next, loss, correct) =
+                    train_step(model, &mut optim, config.lr, images, labels);
+                model = next;
 
                 let train_loss: f32 = loss.into_scalar();
                 if !train_loss.is_finite() {

@@ -1,0 +1,367 @@
+//! `mnist-train bench`: measures, per compiled CPU backend, what decides how long a user waits:
+//! a training epoch, a step with and without the full test pass, one test pass, and peak
+//! memory. Each backend runs in a child process of its own, so its thread pool and peak memory
+//! are its own; each figure is the median of several repetitions after a warm-up.
+
+use std::process::Command as Process;
+use std::time::Instant;
+
+use burn::module::Module;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::batcher::{ResidentSet, epoch_order, images_tensor, labels_tensor};
+use crate::cli::DataArgs;
+use crate::config::{ExperimentConfig, Init};
+use crate::error::{Error, Result};
+use crate::model::Mlp;
+use crate::train::{evaluate, optimizer, steps_per_epoch, train_step};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Backends to measure (default: every CPU backend compiled in, and wgpu when compiled in
+    /// and an adapter fits `--adapter`).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub backends: Vec<Backend>,
+
+    /// Repetitions of each measurement after the warm-up.
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+
+    /// Repetitions of the lecture-protocol epoch (test pass after every step); 0 skips it.
+    #[arg(long, default_value_t = 3)]
+    pub protocol_reps: usize,
+
+    /// CPU threads (default: one per core).
+    #[arg(long, env = "MNIST_TRAIN_THREADS")]
+    pub threads: Option<usize>,
+
+    /// GPU adapter for the wgpu backend (see `mnist-train --help`).
+    #[arg(
+        long,
+        env = "MNIST_TRAIN_ADAPTER",
+        value_name = "KIND[:N]",
+        default_value = "auto"
+    )]
+    pub adapter: crate::gpu::AdapterChoice,
+
+    /// Use only the first N training images (CI smoke runs).
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
+
+    /// Use only the first N test images.
+    #[arg(long, value_name = "N")]
+    pub test_limit: Option<usize>,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Internal: measure one backend in this process and print its JSON.
+    #[arg(long, hide = true, requires = "backends")]
+    pub child: bool,
+}
+
+/// Median and range of one measurement, in the unit its name says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub samples: usize,
+}
+
+impl Stat {
+    fn of(mut v: Vec<f64>) -> Stat {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Stat {
+            median,
+            min: v[0],
+            max: v[n - 1],
+            samples: n,
+        }
+    }
+
+    fn show(&self, scale: f64, digits: usize) -> String {
+        format!(
+            "{:.d$} ({:.d$}–{:.d$})",
+            self.median * scale,
+            self.min * scale,
+            self.max * scale,
+            d = digits
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackendReport {
+    pub backend: String,
+    pub threads: usize,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub steps_per_epoch: usize,
+    /// Seconds per training epoch, no evaluation.
+    pub train_epoch_s: Stat,
+    /// Seconds per training step, no evaluation.
+    pub step_s: Stat,
+    /// Seconds per step followed by a full test pass (lecture protocol).
+    pub step_with_eval_s: Option<Stat>,
+    /// Seconds per lecture-protocol epoch (test pass after every step).
+    pub protocol_epoch_s: Option<Stat>,
+    /// Seconds per test pass over the test set.
+    pub test_pass_s: Stat,
+    /// Test images evaluated per second (median).
+    pub test_images_per_s: f64,
+    /// Training images per second (median epoch).
+    pub train_images_per_s: f64,
+    /// Peak resident memory of the process, MB.
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// Peak resident set size of this process (Linux), MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.reps == 0 {
+        return Err(Error::OutOfRange {
+            key: "reps",
+            value: "0".into(),
+            allowed: "must be >= 1".into(),
+        });
+    }
+    if args.child {
+        let report = measure(&args)?;
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serializes")
+        );
+        return Ok(());
+    }
+    let backends = if args.backends.is_empty() {
+        // wgpu when compiled in and an adapter fits `--adapter` (found without starting it).
+        [Backend::Flex, Backend::Ndarray, Backend::Wgpu]
+            .into_iter()
+            .filter(|&b| match b {
+                Backend::Wgpu => crate::gpu::available(args.adapter),
+                _ => b.compiled_in() && b.device().is_ok(),
+            })
+            .collect()
+    } else {
+        args.backends.clone()
+    };
+    let mut reports = Vec::new();
+    for backend in backends {
+        eprintln!("measuring {} ...", backend.name());
+        reports.push(run_child(&args, backend)?);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("serializes")
+        );
+    } else {
+        print!("{}", table(&reports));
+    }
+    Ok(())
+}
+
+fn run_child(args: &BenchArgs, backend: Backend) -> Result<BackendReport> {
+    let exe = std::env::current_exe().map_err(Error::io("locating the mnist-train binary"))?;
+    let mut cmd = Process::new(exe);
+    cmd.args(["bench", "--child", "--backends", backend.name()])
+        .args(["--reps", &args.reps.to_string()])
+        .args(["--protocol-reps", &args.protocol_reps.to_string()])
+        .args(["--adapter", &args.adapter.to_string()]);
+    if let Some(t) = args.threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    if let Some(n) = args.train_limit {
+        cmd.args(["--train-limit", &n.to_string()]);
+    }
+    if let Some(n) = args.test_limit {
+        cmd.args(["--test-limit", &n.to_string()]);
+    }
+    if let Some(d) = &args.data.data_dir {
+        cmd.arg("--data-dir").arg(d);
+    }
+    if args.data.offline {
+        cmd.arg("--offline");
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(Error::io("running the benchmark child process"))?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "benchmark of {} failed ({})",
+            backend.name(),
+            out.status
+        )));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Other(format!("benchmark of {}: bad report ({e})", backend.name())))
+}
+
+/// The measurements, in this process, for the one backend named in `args`.
+fn measure(args: &BenchArgs) -> Result<BackendReport> {
+    let backend = args.backends[0];
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    crate::backend::set_threads(threads)?;
+    let device = backend.device_on(args.adapter)?;
+    let config = ExperimentConfig {
+        init: Init::HeUniform,
+        train_limit: args.train_limit,
+        test_limit: args.test_limit,
+        ..Default::default()
+    };
+    let mut data = crate::app::load_data(config.dataset, &args.data)?;
+    if let Some(n) = config.train_limit {
+        data.train.truncate(n);
+    }
+    if let Some(n) = config.test_limit {
+        data.test.truncate(n);
+    }
+    let steps = steps_per_epoch(&config, data.train.len())?;
+    let batch = config.batch_size;
+
+    let ad = device.clone().autodiff();
+    ad.seed(0);
+    let mut model = Mlp::new(&config, &ad);
+    let mut optim = optimizer(&config);
+    let test = ResidentSet::new(&data.test.images, &data.test.labels, &device);
+
+    // One epoch of training; with `eval`, a full test pass after every step.
+    let mut epoch = |model: &mut Mlp, eval: bool, n: usize| -> f64 {
+        let order = epoch_order(data.train.len(), 0, n);
+        let start = Instant::now();
+        for step in 0..steps {
+            let idx = &order[step * batch..(step + 1) * batch];
+            let images = images_tensor(&data.train.images, idx, &ad);
+            let labels = labels_tensor(&data.train.labels, idx, &ad);
+            let (next, loss, correct) =
+                train_step(model.clone(), &mut optim, config.lr, images, labels);
+            *model = next;
+            // Read back what the trainer prints each step, as the trainer does.
+            let _: f32 = loss.into_scalar();
+            let _: i64 = correct.into_scalar();
+            if eval {
+                let _ = evaluate(&model.valid(), &test);
+            }
+        }
+        start.elapsed().as_secs_f64()
+    };
+
+    epoch(&mut model, false, 0); // warm-up: allocator pools, caches, thread pool
+    let train: Vec<f64> = (0..args.reps)
+        .map(|r| epoch(&mut model, false, r + 1))
+        .collect();
+    let protocol: Vec<f64> = (0..args.protocol_reps)
+        .map(|r| epoch(&mut model, true, r + 100))
+        .collect();
+
+    let valid = model.valid();
+    let _ = evaluate(&valid, &test);
+    let passes: Vec<f64> = (0..args.reps.max(10))
+        .map(|_| {
+            let start = Instant::now();
+            let _ = evaluate(&valid, &test);
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+
+    let train_epoch_s = Stat::of(train.clone());
+    let test_pass_s = Stat::of(passes);
+    let per_step = |v: &[f64]| Stat::of(v.iter().map(|t| t / steps as f64).collect());
+    Ok(BackendReport {
+        backend: backend.name().to_string(),
+        threads,
+        train_images: data.train.len(),
+        test_images: test.len,
+        steps_per_epoch: steps,
+        step_s: per_step(&train),
+        step_with_eval_s: (!protocol.is_empty()).then(|| per_step(&protocol)),
+        protocol_epoch_s: (!protocol.is_empty()).then(|| Stat::of(protocol)),
+        test_images_per_s: test.len as f64 / test_pass_s.median,
+        train_images_per_s: (steps * batch) as f64 / train_epoch_s.median,
+        train_epoch_s,
+        test_pass_s,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+/// Markdown table: one column per backend, "median (min–max)".
+pub fn table(reports: &[BackendReport]) -> String {
+    let mut out = String::new();
+    let header: Vec<String> = reports
+        .iter()
+        .map(|r| format!("{} ({} threads)", r.backend, r.threads))
+        .collect();
+    out.push_str(&format!("| median (min–max) | {} |\n", header.join(" | ")));
+    out.push_str(&format!("|---|{}\n", "---|".repeat(reports.len())));
+    let row = |name: &str, f: &dyn Fn(&BackendReport) -> String| {
+        let cells: Vec<String> = reports.iter().map(f).collect();
+        format!("| {name} | {} |\n", cells.join(" | "))
+    };
+    let opt = |s: &Option<Stat>, scale: f64, d: usize| {
+        s.as_ref().map_or("—".to_string(), |s| s.show(scale, d))
+    };
+    out.push_str(&row("training epoch, no eval (s)", &|r| {
+        r.train_epoch_s.show(1.0, 3)
+    }));
+    out.push_str(&row("epoch, test pass every step (s)", &|r| {
+        opt(&r.protocol_epoch_s, 1.0, 2)
+    }));
+    out.push_str(&row("step, no eval (ms)", &|r| r.step_s.show(1e3, 2)));
+    out.push_str(&row("step + test pass (ms)", &|r| {
+        opt(&r.step_with_eval_s, 1e3, 1)
+    }));
+    out.push_str(&row("test pass (ms)", &|r| r.test_pass_s.show(1e3, 1)));
+    out.push_str(&row("test images/s", &|r| {
+        format!("{:.0}", r.test_images_per_s)
+    }));
+    out.push_str(&row("training images/s", &|r| {
+        format!("{:.0}", r.train_images_per_s)
+    }));
+    out.push_str(&row("peak memory (MB)", &|r| {
+        r.peak_rss_mb.map_or("—".into(), |m| format!("{m:.0}"))
+    }));
+    if let Some(r) = reports.first() {
+        out.push_str(&format!(
+            "\n{} training images ({} steps of 128), {} test images per pass; relu + He, \
+             784→256→256→10, Adam.\n",
+            r.train_images, r.steps_per_epoch, r.test_images
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_median_and_range() {
+        let s = Stat::of(vec![3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max, s.samples), (2.0, 1.0, 3.0, 3));
+        assert_eq!(Stat::of(vec![4.0, 1.0, 2.0, 3.0]).median, 2.5);
+    }
+}

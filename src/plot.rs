@@ -1,0 +1,562 @@
+//! Plots, as SVG and PNG: a run's learning curves, and a sweep's test accuracy vs step (mean
+//! line, ± sd band over seeds) and final accuracy (bars with error bars).
+//!
+//! Built with the `plots` cargo feature (default). Text is drawn with the bundled DejaVu Sans
+//! (`assets/`), so no system fonts are needed. Without the feature these functions draw
+//! nothing and return no paths.
+
+use std::path::{Path, PathBuf};
+
+use crate::sweep::report::SweepReport;
+
+/// Draws `curves.svg` and `curves.png` into a finished run's directory; a failure is a warning,
+/// never a failed run.
+pub fn after_run(run: &Path) {
+    if let Err(e) = run_curves(run) {
+        eprintln!(
+            "warning: could not draw the learning curves of {}: {e}",
+            run.display()
+        );
+    }
+}
+
+/// Learning curves of one run (train loss, train accuracy and test accuracy vs step), read from
+/// its `metrics.jsonl`.
+pub fn run_curves(run: &Path) -> Result<Vec<PathBuf>, String> {
+    #[cfg(feature = "plots")]
+    {
+        draw::run_curves(run)
+    }
+    #[cfg(not(feature = "plots"))]
+    {
+        let _ = run;
+        Ok(Vec::new())
+    }
+}
+
+/// `accuracy-vs-step.{svg,png}` and `final-accuracy.{svg,png}` of a sweep.
+pub fn sweep_plots(dir: &Path, report: &SweepReport) -> Result<Vec<PathBuf>, String> {
+    #[cfg(feature = "plots")]
+    {
+        draw::sweep_plots(dir, report)
+    }
+    #[cfg(not(feature = "plots"))]
+    {
+        let _ = (dir, report);
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(feature = "plots")]
+mod draw {
+    use std::path::{Path, PathBuf};
+
+    use plotters::coord::Shift;
+    use plotters::prelude::*;
+    use plotters::style::FontStyle;
+
+    use crate::report::StepMetrics;
+    use crate::run_dir::{METRICS_FILE, write_atomic};
+    use crate::sweep::report::SweepReport;
+
+    const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+    const SANS: &str = "sans-serif";
+
+    /// Tableau's 10 colors, then black and navy: 12 distinguishable lines.
+    const PALETTE: [RGBColor; 12] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+        RGBColor(0, 0, 0),
+        RGBColor(0, 0, 128),
+    ];
+
+    fn color(i: usize) -> RGBColor {
+        PALETTE[i % PALETTE.len()]
+    }
+
+    fn fonts() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            for style in [FontStyle::Normal, FontStyle::Bold] {
+                let _ = plotters::style::register_font(SANS, style, FONT).is_ok();
+            }
+        });
+    }
+
+    /// Axis labels without decimals (steps, percent).
+    fn int_label(v: &f64) -> String {
+        format!("{v:.0}")
+    }
+
+    /// Loss labels on a log axis: two significant digits, no float noise.
+    fn loss_label(v: &f64) -> String {
+        let digits = (-v.abs().log10().floor() + 1.0).clamp(0.0, 6.0) as usize;
+        format!("{v:.digits$}")
+    }
+
+    fn err<E: std::fmt::Display>(e: E) -> String {
+        e.to_string()
+    }
+
+    fn encode_png(buf: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, w, h);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut writer = enc.write_header().map_err(err)?;
+            writer.write_image_data(buf).map_err(err)?;
+        }
+        Ok(out)
+    }
+
+    /// Draws with `$draw(&root, args..)` into `<stem>.svg` and `<stem>.png`.
+    macro_rules! render {
+        ($stem:expr, $size:expr, $draw:ident $(, $arg:expr)*) => {{
+            fonts();
+            let stem: &Path = $stem;
+            let size: (u32, u32) = $size;
+            let svg_path = stem.with_extension("svg");
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+                $draw(&root $(, $arg)*)?;
+                root.present().map_err(err)?;
+            }
+            write_atomic(&svg_path, svg.as_bytes()).map_err(err)?;
+            let png_path = stem.with_extension("png");
+            let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
+            {
+                let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+                $draw(&root $(, $arg)*)?;
+                root.present().map_err(err)?;
+            }
+            write_atomic(&png_path, &encode_png(&buf, size)?).map_err(err)?;
+            Ok::<Vec<PathBuf>, String>(vec![svg_path, png_path])
+        }};
+    }
+
+    // ---- one run -------------------------------------------------------------------------
+
+    struct RunData {
+        title: String,
+        /// (step, train loss, train accuracy %, test accuracy %).
+        steps: Vec<(f64, f64, f64, Option<f64>)>,
+    }
+
+    pub fn run_curves(run: &Path) -> Result<Vec<PathBuf>, String> {
+        let text = std::fs::read_to_string(run.join(METRICS_FILE)).map_err(err)?;
+        let steps: Vec<_> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<StepMetrics>(l).ok())
+            .map(|m| {
+                (
+                    m.global_step as f64,
+                    m.train_loss as f64,
+                    m.train_accuracy as f64 * 100.0,
+                    m.test_accuracy.map(|a| a as f64 * 100.0),
+                )
+            })
+            .collect();
+        if steps.is_empty() {
+            return Err("no metrics to plot".into());
+        }
+        let label = crate::run_dir::read_config(run)
+            .map(|c| format!("{} ({})", c.label(), c.architecture()))
+            .unwrap_or_else(|_| run.display().to_string());
+        let data = RunData {
+            title: format!("Learning curves: {label}"),
+            steps,
+        };
+        render!(&run.join("curves"), (1100, 850), draw_run, &data)
+    }
+
+    /// Moving average over `window` points (shorter at the start).
+    fn smooth(values: &[f64], window: usize) -> Vec<f64> {
+        let mut out = Vec::with_capacity(values.len());
+        let mut sum = 0.0;
+        for i in 0..values.len() {
+            sum += values[i];
+            if i >= window {
+                sum -= values[i - window];
+            }
+            out.push(sum / (i + 1).min(window) as f64);
+        }
+        out
+    }
+
+    fn draw_run<DB: DrawingBackend>(
+        root: &DrawingArea<DB, Shift>,
+        data: &RunData,
+    ) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let root = root.titled(&data.title, (SANS, 24)).map_err(err)?;
+        let (top, bottom) = root.split_vertically(root.dim_in_pixel().1 / 2);
+        let x_max = data.steps.last().map_or(1.0, |s| s.0).max(1.0);
+        let window = (data.steps.len() / 25).clamp(1, 50);
+
+        let mut acc = ChartBuilder::on(&top)
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(65)
+            .build_cartesian_2d(0f64..x_max, 0f64..100f64)
+            .map_err(err)?;
+        acc.configure_mesh()
+            .x_desc("training step")
+            .y_desc("accuracy (%)")
+            .x_label_formatter(&int_label)
+            .y_label_formatter(&int_label)
+            .label_style((SANS, 15))
+            .axis_desc_style((SANS, 17))
+            .light_line_style(RGBColor(238, 238, 238))
+            .draw()
+            .map_err(err)?;
+        let train_acc: Vec<f64> = data.steps.iter().map(|s| s.2).collect();
+        let blue = color(0);
+        acc.draw_series(LineSeries::new(
+            data.steps.iter().map(|s| (s.0, s.2)),
+            blue.mix(0.25).stroke_width(1),
+        ))
+        .map_err(err)?;
+        acc.draw_series(LineSeries::new(
+            data.steps
+                .iter()
+                .zip(smooth(&train_acc, window))
+                .map(|(s, a)| (s.0, a)),
+            blue.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(format!(
+            "train accuracy (batch; light: per step, dark: mean of {window})"
+        ))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], blue.stroke_width(2)));
+        let test: Vec<(f64, f64)> = data
+            .steps
+            .iter()
+            .filter_map(|s| s.3.map(|a| (s.0, a)))
+            .collect();
+        let red = color(3);
+        let final_acc = test
+            .last()
+            .map(|&(_, a)| format!(", final {a:.2}%"))
+            .unwrap_or_default();
+        acc.draw_series(LineSeries::new(test.clone(), red.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("test accuracy (test set{final_acc})"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], red.stroke_width(2)));
+        acc.draw_series(test.iter().map(|&p| Circle::new(p, 3, red.filled())))
+            .map_err(err)?;
+        acc.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font((SANS, 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(err)?;
+
+        let losses: Vec<f64> = data.steps.iter().map(|s| s.1).collect();
+        let lo = losses
+            .iter()
+            .cloned()
+            .filter(|l| *l > 0.0)
+            .fold(f64::INFINITY, f64::min)
+            .max(1e-4);
+        let hi = losses.iter().cloned().fold(0.0, f64::max).max(lo * 10.0);
+        let mut loss = ChartBuilder::on(&bottom)
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(65)
+            .build_cartesian_2d(0f64..x_max, (lo * 0.8..hi * 1.25).log_scale())
+            .map_err(err)?;
+        loss.configure_mesh()
+            .x_desc("training step")
+            .y_desc("train loss (cross-entropy, log scale)")
+            .x_label_formatter(&int_label)
+            .y_label_formatter(&loss_label)
+            .y_labels(10)
+            .label_style((SANS, 15))
+            .axis_desc_style((SANS, 17))
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(err)?;
+        let green = color(2);
+        loss.draw_series(LineSeries::new(
+            data.steps.iter().map(|s| (s.0, s.1.max(lo))),
+            green.mix(0.25).stroke_width(1),
+        ))
+        .map_err(err)?;
+        loss.draw_series(LineSeries::new(
+            data.steps
+                .iter()
+                .zip(smooth(&losses, window))
+                .map(|(s, l)| (s.0, l.max(lo))),
+            green.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(format!(
+            "train loss (batch; light: per step, dark: mean of {window})"
+        ))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], green.stroke_width(2)));
+        loss.configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((SANS, 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
+
+    // ---- a sweep -------------------------------------------------------------------------
+
+    pub fn sweep_plots(dir: &Path, report: &SweepReport) -> Result<Vec<PathBuf>, String> {
+        let rows: Vec<usize> = (0..report.rows.len())
+            .filter(|&i| report.rows[i].done > 0)
+            .collect();
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut paths = render!(
+            &dir.join("accuracy-vs-step"),
+            (1500, 1000),
+            draw_sweep_curves,
+            report,
+            &rows
+        )?;
+        let height = 150 + 46 * rows.len() as u32;
+        paths.extend(render!(
+            &dir.join("final-accuracy"),
+            (1200, height),
+            draw_sweep_bars,
+            report,
+            &rows
+        )?);
+        Ok(paths)
+    }
+
+    fn seeds_text(report: &SweepReport, rows: &[usize]) -> String {
+        let mut ns: Vec<usize> = rows.iter().map(|&i| report.rows[i].done).collect();
+        ns.dedup();
+        match ns.as_slice() {
+            [n] => format!("{n} seed{}", if *n == 1 { "" } else { "s" }),
+            _ => "each config's finished seeds".into(),
+        }
+    }
+
+    fn draw_sweep_curves<DB: DrawingBackend>(
+        root: &DrawingArea<DB, Shift>,
+        report: &SweepReport,
+        rows: &[usize],
+    ) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let title = format!(
+            "Sweep {}: test accuracy vs step (line: mean, band: ± 1 sd over {})",
+            report.name,
+            seeds_text(report, rows)
+        );
+        let root = root.titled(&title, (SANS, 24)).map_err(err)?;
+        let (w, h) = root.dim_in_pixel();
+        let (charts, legend) = root.split_horizontally(w - 340);
+        let (full, zoom) = charts.split_vertically(h / 2);
+        let x_max = rows
+            .iter()
+            .flat_map(|&i| report.rows[i].curve.steps.last().copied())
+            .fold(1.0, f64::max);
+        // Zoom on the range the final accuracies fall in.
+        let finals: Vec<f64> = rows
+            .iter()
+            .filter_map(|&i| report.rows[i].final_test_accuracy.map(|s| s.mean))
+            .collect();
+        let lo = finals.iter().cloned().fold(100.0, f64::min);
+        let zoom_lo = ((lo - 3.0) / 5.0)
+            .floor()
+            .mul_add(5.0, 0.0)
+            .clamp(0.0, 95.0);
+        let zoom_hi = 100.0;
+
+        for (area, (y_lo, y_hi), caption) in [
+            (&full, (0.0, 100.0), "all steps".to_string()),
+            (
+                &zoom,
+                (zoom_lo, zoom_hi),
+                format!("zoom: {zoom_lo:.0}–{zoom_hi:.0}% (curves below are drawn at the floor)"),
+            ),
+        ] {
+            let mut chart = ChartBuilder::on(area)
+                .caption(caption, (SANS, 18))
+                .margin(10)
+                .x_label_area_size(45)
+                .y_label_area_size(65)
+                .build_cartesian_2d(0f64..x_max, y_lo..y_hi)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc("training step")
+                .y_desc("test accuracy (%)")
+                .x_label_formatter(&int_label)
+                .y_label_formatter(&int_label)
+                .label_style((SANS, 15))
+                .axis_desc_style((SANS, 17))
+                .light_line_style(RGBColor(238, 238, 238))
+                .draw()
+                .map_err(err)?;
+            let clamp = |v: f64| v.clamp(y_lo, y_hi);
+            for (k, &i) in rows.iter().enumerate() {
+                let c = &report.rows[i].curve;
+                let col = color(k);
+                if c.steps.len() >= 2 {
+                    let mut band: Vec<(f64, f64)> = c
+                        .steps
+                        .iter()
+                        .zip(c.mean.iter().zip(&c.sd))
+                        .map(|(&x, (&m, &s))| (x, clamp(m + s)))
+                        .collect();
+                    band.extend(
+                        c.steps
+                            .iter()
+                            .zip(c.mean.iter().zip(&c.sd))
+                            .rev()
+                            .map(|(&x, (&m, &s))| (x, clamp(m - s))),
+                    );
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(band, col.mix(0.18).filled())))
+                        .map_err(err)?;
+                    chart
+                        .draw_series(LineSeries::new(
+                            c.steps.iter().zip(&c.mean).map(|(&x, &m)| (x, clamp(m))),
+                            col.stroke_width(2),
+                        ))
+                        .map_err(err)?;
+                } else {
+                    chart
+                        .draw_series(
+                            c.steps
+                                .iter()
+                                .zip(&c.mean)
+                                .map(|(&x, &m)| Circle::new((x, clamp(m)), 5, col.filled())),
+                        )
+                        .map_err(err)?;
+                }
+            }
+        }
+
+        // The legend beside the charts, never over the curves.
+        let legend = legend.margin(60, 10, 10, 10);
+        legend
+            .draw(&Text::new("config (final test acc. %)", (0, 0), (SANS, 17)))
+            .map_err(err)?;
+        for (k, &i) in rows.iter().enumerate() {
+            let r = &report.rows[i];
+            let y = 34 + 30 * k as i32;
+            legend
+                .draw(&PathElement::new(
+                    vec![(0, y + 8), (30, y + 8)],
+                    color(k).stroke_width(4),
+                ))
+                .map_err(err)?;
+            let acc = r
+                .final_test_accuracy
+                .map(|s| format!(" ({:.2})", s.mean))
+                .unwrap_or_default();
+            legend
+                .draw(&Text::new(format!("{}{acc}", r.label), (38, y), (SANS, 15)))
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn draw_sweep_bars<DB: DrawingBackend>(
+        root: &DrawingArea<DB, Shift>,
+        report: &SweepReport,
+        rows: &[usize],
+    ) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let n = rows.len();
+        let stats: Vec<(String, f64, f64)> = rows
+            .iter()
+            .map(|&i| {
+                let r = &report.rows[i];
+                let s = r.final_test_accuracy.expect("done > 0");
+                (r.label.clone(), s.mean, s.sd)
+            })
+            .collect();
+        let lo = stats.iter().map(|s| s.1 - s.2).fold(100.0, f64::min);
+        let x_lo = ((lo - 2.0) / 5.0)
+            .floor()
+            .mul_add(5.0, 0.0)
+            .clamp(0.0, 95.0);
+        let title = format!(
+            "Sweep {}: final test accuracy, mean ± sd over {} (axis starts at {x_lo:.0}%)",
+            report.name,
+            seeds_text(report, rows)
+        );
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (SANS, 21))
+            .margin(15)
+            .x_label_area_size(50)
+            .y_label_area_size(250)
+            .build_cartesian_2d(x_lo..100f64, (0..n - 1).into_segmented())
+            .map_err(err)?;
+        let labels: Vec<String> = stats.iter().map(|s| s.0.clone()).collect();
+        let formatter = |v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) if *i < n => labels[n - 1 - *i].clone(),
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&formatter)
+            .x_desc("final test accuracy (%)")
+            .x_label_formatter(&int_label)
+            .label_style((SANS, 15))
+            .axis_desc_style((SANS, 17))
+            .light_line_style(RGBColor(238, 238, 238))
+            .draw()
+            .map_err(err)?;
+        for (k, (_, mean, sd)) in stats.iter().enumerate() {
+            let y = n - 1 - k;
+            let mut bar = Rectangle::new(
+                [
+                    (x_lo, SegmentValue::Exact(y)),
+                    (*mean, SegmentValue::Exact(y + 1)),
+                ],
+                color(k).mix(0.45).filled(),
+            );
+            bar.set_margin(7, 7, 0, 0);
+            chart.draw_series(std::iter::once(bar)).map_err(err)?;
+            let (a, b) = ((mean - sd).max(x_lo), (mean + sd).min(100.0));
+            let mid = SegmentValue::CenterOf(y);
+            let black = BLACK.stroke_width(2);
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(a, mid.clone()), (b, mid.clone())],
+                    black,
+                )))
+                .map_err(err)?;
+            for x in [a, b] {
+                chart
+                    .draw_series(std::iter::once(
+                        EmptyElement::at((x, mid.clone()))
+                            + PathElement::new(vec![(0, -7), (0, 7)], black),
+                    ))
+                    .map_err(err)?;
+            }
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at((x_lo, mid.clone()))
+                        + Text::new(format!("{mean:.2} ± {sd:.2}"), (8, -8), (SANS, 15)),
+                ))
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+}
