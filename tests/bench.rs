@@ -24,7 +24,10 @@ fn bench_reports_every_measurement_for_each_backend() {
         assert!(f("train_epoch_s") > 0.0 && f("test_pass_s") > 0.0, "{r}");
         assert_eq!(r["train_epoch_s"]["samples"], 2);
         // No timing comparisons: a loaded machine can stall any one repetition.
-        assert!(f("step_with_eval_s") > 0.0 && f("protocol_epoch_s") > 0.0, "{r}");
+        assert!(
+            f("step_with_eval_s") > 0.0 && f("protocol_epoch_s") > 0.0,
+            "{r}"
+        );
         assert_eq!(r["protocol_epoch_s"]["samples"], 1);
         assert!(r["test_images_per_s"].as_f64().unwrap() > 0.0);
         let mem = r["peak_rss_mb"].as_f64().unwrap();
