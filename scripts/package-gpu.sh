@@ -38,7 +38,9 @@ strip -o "$out/mnist-train" "$target/release/mnist-train"
 xz -9 -T0 -f "$out/mnist-train"
 
 echo "== fetching Debian's Vulkan loader (libvulkan1, amd64)"
-(cd "$out/debs" && apt-get download -q libvulkan1:amd64)
+sandbox=()
+[ "$(id -u)" = 0 ] && sandbox=(-o APT::Sandbox::User=root)  # root: no `_apt` user warning
+(cd "$out/debs" && apt-get download -q "${sandbox[@]}" libvulkan1:amd64)
 deb=$(ls "$out"/debs/libvulkan1_*.deb)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -51,6 +53,7 @@ if [ "$with_data" = 1 ]; then
   if ls "$src"/t10k-images-idx3-ubyte* >/dev/null 2>&1; then
     mkdir -p "$out/data/mnist"
     cp "$src"/{train,t10k}-{images-idx3,labels-idx1}-ubyte* "$out/data/mnist/"
+    chmod -R u+w "$out/data"
   else
     echo "== no MNIST files in $data: the bundle needs --data-dir on the GPU machine"
   fi

@@ -198,6 +198,7 @@ fn train(args: TrainArgs) -> Result<()> {
         max_steps: args.max_steps,
         config,
         backend_name: backend.name().to_string(),
+        eval_chunk: backend.eval_chunk(),
         device,
         data: &data,
         run: &run,
@@ -238,7 +239,7 @@ fn train(args: TrainArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     // An unusable backend is the first thing to report: nothing else can help then.
-    let (_, device) = setup_runtime(&args.runtime)?;
+    let (backend, device) = setup_runtime(&args.runtime)?;
     let ckpt = checkpoint::open(&args.checkpoint)?;
     let mut config = ckpt.state.config.clone();
     if let Some(d) = args.dataset {
@@ -251,7 +252,12 @@ fn eval(args: EvalArgs) -> Result<()> {
     if let Some(n) = config.test_limit {
         data.test.truncate(n);
     }
-    let test = ResidentSet::new(&data.test.images, &data.test.labels, &device);
+    let test = ResidentSet::new(
+        &data.test.images,
+        &data.test.labels,
+        &device,
+        backend.eval_chunk(),
+    );
     let result = evaluate(&burn::module::Module::valid(&model), &test);
     if args.json {
         let json = serde_json::json!({

@@ -27,6 +27,15 @@ impl Backend {
         }
     }
 
+    /// Rows per chunk when evaluating the resident test set: cache-sized on the CPU, one
+    /// launch for the whole set on a GPU (where each chunk is a round of kernel launches).
+    pub fn eval_chunk(self) -> usize {
+        match self {
+            Backend::Flex | Backend::Ndarray => crate::batcher::EVAL_CHUNK,
+            Backend::Wgpu => usize::MAX,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Backend::Flex => "flex",

@@ -247,7 +247,12 @@ fn measure(args: &BenchArgs) -> Result<BackendReport> {
     ad.seed(0);
     let mut model = Mlp::new(&config, &ad);
     let mut optim = optimizer(&config);
-    let test = ResidentSet::new(&data.test.images, &data.test.labels, &device);
+    let test = ResidentSet::new(
+        &data.test.images,
+        &data.test.labels,
+        &device,
+        backend.eval_chunk(),
+    );
 
     // One epoch of training; with `eval`, a full test pass after every step.
     let mut epoch = |model: &mut Mlp, eval: bool, n: usize| -> f64 {

@@ -88,6 +88,7 @@ pub fn cache_dir() -> PathBuf {
 pub fn available(choice: AdapterChoice) -> bool {
     #[cfg(feature = "wgpu")]
     {
+        imp::quiet_mesa_device_select();
         select(choice, &adapters()).is_ok()
     }
     #[cfg(not(feature = "wgpu"))]
@@ -168,6 +169,21 @@ mod imp {
                 return v;
             }
             std::thread::yield_now();
+        }
+    }
+
+    /// Mesa's Vulkan device-select layer (installed with lavapipe and Mesa's GPU drivers) asks
+    /// Wayland for the default GPU and, on a headless machine without `XDG_RUNTIME_DIR`, prints
+    /// "error: XDG_RUNTIME_DIR is invalid or not set" for every Vulkan instance: noise that reads
+    /// like our error. There it has nothing to ask, so it is switched off (`NODEVICE_SELECT`),
+    /// unless the user steers it (`MESA_VK_DEVICE_SELECT`) or set the switch themselves.
+    pub(super) fn quiet_mesa_device_select() {
+        let unset = |k: &str| std::env::var_os(k).is_none();
+        if unset("XDG_RUNTIME_DIR") && unset("MESA_VK_DEVICE_SELECT") && unset("NODEVICE_SELECT") {
+            // SAFETY: called from the command's main thread while it starts the GPU backend,
+            // before any other thread of ours or of the graphics driver reads the environment
+            // (never from a library caller's threads: `adapters` and `select` do not call it).
+            unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
         }
     }
 
@@ -275,6 +291,7 @@ mod imp {
     /// Initializes the wgpu device `choice` picks and prints which adapter it runs on (stderr).
     /// No adapter, or one that refuses a device, is [`Error::DeviceUnavailable`], never a panic.
     pub fn device(choice: AdapterChoice) -> Result<Device> {
+        quiet_mesa_device_select();
         let found = adapters();
         let (api, kind, adapter) = select(choice, &found).map_err(Error::DeviceUnavailable)?;
         configure_cache();

@@ -103,7 +103,7 @@ fn on(backend: &str, cwd: &Path, data: &Path, sub: &[&str]) -> Command {
 }
 
 /// 2,000 training images (15 steps per epoch), 500 test images, test pass every 10 steps.
-fn subset(cmd: &mut Command, run: &Path) -> &mut Command {
+fn subset<'a>(cmd: &'a mut Command, run: &Path) -> &'a mut Command {
     cmd.args([
         "--init",
         "he",

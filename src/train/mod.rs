@@ -56,6 +56,8 @@ pub enum Outcome {
 pub struct Trainer<'a> {
     pub config: ExperimentConfig,
     pub backend_name: String,
+    /// Rows per evaluation chunk ([`crate::backend::Backend::eval_chunk`]).
+    pub eval_chunk: usize,
     pub device: Device,
     pub data: &'a MnistData,
     pub run: &'a RunDir,
@@ -140,7 +142,12 @@ impl Trainer<'_> {
             }
         }
 
-        let test = ResidentSet::new(&self.data.test.images, &self.data.test.labels, &self.device);
+        let test = ResidentSet::new(
+            &self.data.test.images,
+            &self.data.test.labels,
+            &self.device,
+            self.eval_chunk,
+        );
         let mut metrics_file = self.run.open_metrics(state.global_step)?;
         let metrics_path = self.run.path.join(crate::run_dir::METRICS_FILE);
         let elapsed_before = state.elapsed_s;
