@@ -83,7 +83,8 @@ fn download_options(name: DatasetName, extra: &[String]) -> crate::data::downloa
     }
 }
 
-fn load_limited(config: &ExperimentConfig, args: &DataArgs) -> Result<MnistData> {
+/// The config's dataset, cut to its `train_limit` / `test_limit`.
+pub fn load_limited(config: &ExperimentConfig, args: &DataArgs) -> Result<MnistData> {
     let mut data = load_data(config.dataset, args)?;
     if let Some(n) = config.train_limit {
         data.train.truncate(n);
@@ -248,10 +249,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     config.test_limit = args.test_limit.or(config.test_limit);
     config.train_limit = None;
     let model = ckpt.load_model(Mlp::new(&config, &device))?;
-    let mut data = load_data(config.dataset, &args.data)?;
-    if let Some(n) = config.test_limit {
-        data.test.truncate(n);
-    }
+    let data = load_limited(&config, &args.data)?;
     let test = ResidentSet::new(
         &data.test.images,
         &data.test.labels,

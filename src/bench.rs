@@ -233,13 +233,7 @@ fn measure(args: &BenchArgs) -> Result<BackendReport> {
         test_limit: args.test_limit,
         ..Default::default()
     };
-    let mut data = crate::app::load_data(config.dataset, &args.data)?;
-    if let Some(n) = config.train_limit {
-        data.train.truncate(n);
-    }
-    if let Some(n) = config.test_limit {
-        data.test.truncate(n);
-    }
+    let data = crate::app::load_limited(&config, &args.data)?;
     let steps = steps_per_epoch(&config, data.train.len())?;
     let batch = config.batch_size;
 
