@@ -1,69 +1,34 @@
-//! `mnist-train bench`: measures, per compiled CPU backend, what decides how long a user waits:
-//! a training epoch, a step with and without the full test pass, one test pass, and peak
-//! memory. Each backend runs in a child process of its own, so its thread pool and peak memory
-//! are its own; each figure is the median of several repetitions after a warm-up.
+//! What `mnist-train bench` measures for a backend — what decides how long a user waits: a
+//! training epoch, a step with and without the full test pass, one test pass, and peak
+//! memory. Each figure is the median of several repetitions after a warm-up.
 
-use std::process::Command as Process;
 use std::time::Instant;
 
 use burn::module::Module;
-use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::batcher::{ResidentSet, epoch_order, images_tensor, labels_tensor};
-use crate::cli::DataArgs;
 use crate::config::{ExperimentConfig, Init};
-use crate::error::{Error, Result};
+use crate::data::DataSource;
+use crate::data::batcher::{ResidentSet, epoch_order};
+use crate::error::Result;
+use crate::gpu::AdapterChoice;
 use crate::model::Mlp;
-use crate::train::{evaluate, optimizer, steps_per_epoch, train_step};
+use crate::train::{evaluate, optimizer, run_step, steps_per_epoch};
 
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    /// Backends to measure (default: every CPU backend compiled in, and wgpu when compiled in
-    /// and an adapter fits `--adapter`).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub backends: Vec<Backend>,
-
+/// What to measure, for one backend.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub backend: Backend,
+    pub adapter: AdapterChoice,
     /// Repetitions of each measurement after the warm-up.
-    #[arg(long, default_value_t = 5)]
     pub reps: usize,
-
-    /// Repetitions of the lecture-protocol epoch (test pass after every step); 0 skips it.
-    #[arg(long, default_value_t = 3)]
+    /// Repetitions of the lecture-protocol epoch; 0 skips it.
     pub protocol_reps: usize,
-
-    /// CPU threads (default: one per core).
-    #[arg(long, env = "MNIST_TRAIN_THREADS")]
-    pub threads: Option<usize>,
-
-    /// GPU adapter for the wgpu backend (see `mnist-train --help`).
-    #[arg(
-        long,
-        env = "MNIST_TRAIN_ADAPTER",
-        value_name = "KIND[:N]",
-        default_value = "auto"
-    )]
-    pub adapter: crate::gpu::AdapterChoice,
-
-    /// Use only the first N training images (CI smoke runs).
-    #[arg(long, value_name = "N")]
+    pub threads: usize,
     pub train_limit: Option<usize>,
-
-    /// Use only the first N test images.
-    #[arg(long, value_name = "N")]
     pub test_limit: Option<usize>,
-
-    #[command(flatten)]
-    pub data: DataArgs,
-
-    /// Print JSON instead of the table.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Internal: measure one backend in this process and print its JSON.
-    #[arg(long, hide = true, requires = "backends")]
-    pub child: bool,
+    pub data: DataSource,
 }
 
 /// Median and range of one measurement, in the unit its name says.
@@ -136,95 +101,11 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
-    if args.reps == 0 {
-        return Err(Error::OutOfRange {
-            key: "reps",
-            value: "0".into(),
-            allowed: "must be >= 1".into(),
-        });
-    }
-    if args.child {
-        let report = measure(&args)?;
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("report serializes")
-        );
-        return Ok(());
-    }
-    let backends = if args.backends.is_empty() {
-        // wgpu when compiled in and an adapter fits `--adapter` (found without starting it).
-        [Backend::Flex, Backend::Ndarray, Backend::Wgpu]
-            .into_iter()
-            .filter(|&b| match b {
-                Backend::Wgpu => crate::gpu::available(args.adapter),
-                _ => b.compiled_in() && b.device().is_ok(),
-            })
-            .collect()
-    } else {
-        args.backends.clone()
-    };
-    let mut reports = Vec::new();
-    for backend in backends {
-        eprintln!("measuring {} ...", backend.name());
-        reports.push(run_child(&args, backend)?);
-    }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reports).expect("serializes")
-        );
-    } else {
-        print!("{}", table(&reports));
-    }
-    Ok(())
-}
-
-fn run_child(args: &BenchArgs, backend: Backend) -> Result<BackendReport> {
-    let exe = std::env::current_exe().map_err(Error::io("locating the mnist-train binary"))?;
-    let mut cmd = Process::new(exe);
-    cmd.args(["bench", "--child", "--backends", backend.name()])
-        .args(["--reps", &args.reps.to_string()])
-        .args(["--protocol-reps", &args.protocol_reps.to_string()])
-        .args(["--adapter", &args.adapter.to_string()]);
-    if let Some(t) = args.threads {
-        cmd.args(["--threads", &t.to_string()]);
-    }
-    if let Some(n) = args.train_limit {
-        cmd.args(["--train-limit", &n.to_string()]);
-    }
-    if let Some(n) = args.test_limit {
-        cmd.args(["--test-limit", &n.to_string()]);
-    }
-    if let Some(d) = &args.data.data_dir {
-        cmd.arg("--data-dir").arg(d);
-    }
-    if args.data.offline {
-        cmd.arg("--offline");
-    }
-    let out = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(Error::io("running the benchmark child process"))?;
-    if !out.status.success() {
-        return Err(Error::Other(format!(
-            "benchmark of {} failed ({})",
-            backend.name(),
-            out.status
-        )));
-    }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Other(format!("benchmark of {}: bad report ({e})", backend.name())))
-}
-
-/// The measurements, in this process, for the one backend named in `args`.
-fn measure(args: &BenchArgs) -> Result<BackendReport> {
-    let backend = args.backends[0];
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+/// The measurements, in this process, for one backend. Sizes the global thread pool, so run
+/// it in a process of its own (`mnist-train bench` starts one per backend).
+pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
+    let backend = args.backend;
+    let threads = args.threads;
     crate::backend::set_threads(threads)?;
     let device = backend.device_on(args.adapter)?;
     let config = ExperimentConfig {
@@ -233,7 +114,7 @@ fn measure(args: &BenchArgs) -> Result<BackendReport> {
         test_limit: args.test_limit,
         ..Default::default()
     };
-    let data = crate::app::load_limited(&config, &args.data)?;
+    let data = crate::data::load_limited(&config, &args.data)?;
     let steps = steps_per_epoch(&config, data.train.len())?;
     let batch = config.batch_size;
 
@@ -254,14 +135,17 @@ fn measure(args: &BenchArgs) -> Result<BackendReport> {
         let start = Instant::now();
         for step in 0..steps {
             let idx = &order[step * batch..(step + 1) * batch];
-            let images = images_tensor(&data.train.images, idx, &ad);
-            let labels = labels_tensor(&data.train.labels, idx, &ad);
-            let (next, loss, correct) =
-                train_step(model.clone(), &mut optim, config.lr, images, labels);
-            *model = next;
-            // Read back what the trainer prints each step, as the trainer does.
-            let _: f32 = loss.into_scalar();
-            let _: i64 = correct.into_scalar();
+            // The trainer's own step, train columns read back included.
+            *model = run_step(
+                model.clone(),
+                &mut optim,
+                &config,
+                &data.train,
+                idx,
+                &ad,
+                n * steps + step,
+            )
+            .model;
             if eval {
                 let _ = evaluate(&model.valid(), &test);
             }

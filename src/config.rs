@@ -43,81 +43,173 @@ pub enum Init {
     HeNormal,
 }
 
-/// Everything that decides what a run computes. Field names are the JSON keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ExperimentConfig {
-    /// Short name used for run directories and result tables (default: derived from the keys).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Dataset: mnist or fashion-mnist.
-    pub dataset: DatasetName,
-    pub activation: Activation,
-    /// Negative slope of leaky-relu.
-    pub leaky_relu_slope: f64,
-    pub init: Init,
-    /// Standard deviation of the random-normal initializer.
-    pub init_std: f64,
-    /// Dropout rate after each hidden activation, in [0, 1).
-    pub dropout: f64,
-    /// Dense → batchnorm → activation in each hidden layer.
-    pub batchnorm: bool,
-    /// Batchnorm moving-average momentum in Keras' convention (0.99 keeps 99% of the old
-    /// average; PyTorch and Burn call the same setting 0.01).
-    pub batchnorm_momentum: f64,
-    pub batchnorm_epsilon: f64,
-    /// Sizes of the hidden layers.
-    pub hidden: Vec<usize>,
-    pub epochs: usize,
-    pub batch_size: usize,
-    /// Adam learning rate.
-    pub lr: f64,
-    pub adam_beta1: f64,
-    pub adam_beta2: f64,
-    /// Adam epsilon (Keras' 1e-7; Burn's own default is 1e-5).
-    pub adam_epsilon: f64,
-    /// Seeds initialization, data order and dropout.
-    pub seed: u64,
-    /// Evaluate on the test set every N steps; 0 = only at the end of each epoch.
-    pub eval_every: usize,
-    /// Use only the first N training images (smoke tests).
-    pub train_limit: Option<usize>,
-    /// Use only the first N test images.
-    pub test_limit: Option<usize>,
-    /// Write a checkpoint every N steps (0 = only at epoch ends and the end of the run).
-    pub checkpoint_every: usize,
-    /// How many checkpoints to keep (newest first).
-    pub keep_checkpoints: usize,
+/// How the per-step `train_loss` / `train_accuracy` columns are measured. Neither changes
+/// training: the extra forward passes of `lecture` draw no randomness from the training stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainMetrics {
+    /// The lecture's: on the step's batch, after the Adam update, the loss in training mode
+    /// (dropout on, batch statistics) and the accuracy in inference mode.
+    Lecture,
+    /// Free: loss and accuracy of the training forward pass, before the update (PyTorch's
+    /// habit). With dropout the accuracy reads low.
+    Batch,
 }
 
-impl Default for ExperimentConfig {
-    fn default() -> Self {
-        Self {
-            name: None,
-            dataset: DatasetName::Mnist,
-            activation: Activation::Relu,
-            leaky_relu_slope: 0.01,
-            init: Init::RandomNormal,
-            init_std: 0.05,
-            dropout: 0.0,
-            batchnorm: false,
-            batchnorm_momentum: 0.99,
-            batchnorm_epsilon: 1e-3,
-            hidden: vec![256, 256],
-            epochs: 1,
-            batch_size: 128,
-            lr: 0.001,
-            adam_beta1: 0.9,
-            adam_beta2: 0.999,
-            adam_epsilon: 1e-7,
-            seed: 0,
-            eval_every: 1,
-            train_limit: None,
-            test_limit: None,
-            checkpoint_every: 100,
-            keep_checkpoints: 3,
+/// Declares every experiment key once: the full [`ExperimentConfig`] (JSON keys = field
+/// names, with defaults), and [`PartialConfig`] (every key optional) that config files' overlays,
+/// command-line flags (doc comments are the `--help` text), sweep bases, trials and grid values,
+/// and resume overrides all go through. Keys marked `opt` are absent by default.
+macro_rules! experiment_keys {
+    ($(
+        $(#[doc = $doc:literal])*
+        [$($arg:tt)*]
+        $key:ident : $kind:ident $ty:ty $(= $default:expr)?;
+    )*) => {
+        /// Everything that decides what a run computes. Field names are the JSON keys.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct ExperimentConfig {
+            $(
+                $(#[doc = $doc])*
+                pub $key: experiment_keys!(@full $kind $ty),
+            )*
         }
-    }
+
+        impl Default for ExperimentConfig {
+            fn default() -> Self {
+                Self { $($key: experiment_keys!(@default $kind $($default)?),)* }
+            }
+        }
+
+        /// Some experiment keys, each optional: a config file's overlay, the command-line
+        /// flags, a sweep's trial entry or grid point, or a resume's overrides.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+        #[serde(deny_unknown_fields)]
+        pub struct PartialConfig {
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, $($arg)*)]
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $key: Option<$ty>,
+            )*
+        }
+
+        /// Every experiment key, in declaration order.
+        pub const KEYS: &[&str] = &[$(stringify!($key)),*];
+
+        impl PartialConfig {
+            /// Sets the keys given here on `config`.
+            pub fn apply_to(&self, config: &mut ExperimentConfig) {
+                $(
+                    if let Some(v) = &self.$key {
+                        config.$key = experiment_keys!(@wrap $kind v.clone());
+                    }
+                )*
+            }
+
+            /// The keys given here.
+            pub fn keys(&self) -> Vec<&'static str> {
+                let mut keys = Vec::new();
+                $(if self.$key.is_some() { keys.push(stringify!($key)); })*
+                keys
+            }
+        }
+
+        impl ExperimentConfig {
+            /// The keys whose values differ between `self` and `other`.
+            pub fn differing_keys(&self, other: &Self) -> Vec<&'static str> {
+                let mut keys = Vec::new();
+                $(if self.$key != other.$key { keys.push(stringify!($key)); })*
+                keys
+            }
+        }
+    };
+    (@full req $ty:ty) => { $ty };
+    (@full opt $ty:ty) => { Option<$ty> };
+    (@default req $default:expr) => { $default };
+    (@default opt) => { None };
+    (@wrap req $v:expr) => { $v };
+    (@wrap opt $v:expr) => { Some($v) };
+}
+
+experiment_keys! {
+    /// Label for the run directory and result tables (letters, digits, `-_.`)
+    /// [default: derived from the keys].
+    [value_name = "NAME"]
+    name: opt String;
+    /// Dataset.
+    [value_enum]
+    dataset: req DatasetName = DatasetName::Mnist;
+    /// Hidden-layer activation [default: relu].
+    [value_enum]
+    activation: req Activation = Activation::Relu;
+    /// Negative slope of leaky-relu [default: 0.01].
+    [value_name = "SLOPE"]
+    leaky_relu_slope: req f64 = 0.01;
+    /// Weight initializer (`xavier` = xavier-uniform, `he` = he-uniform, as in Keras)
+    /// [default: random-normal].
+    [value_enum]
+    init: req Init = Init::RandomNormal;
+    /// Standard deviation of random-normal init [default: 0.05].
+    [value_name = "STD"]
+    init_std: req f64 = 0.05;
+    /// Dropout rate after each hidden activation, in [0, 1) [default: 0].
+    [value_name = "RATE"]
+    dropout: req f64 = 0.0;
+    /// Batch normalization between each dense layer and its activation
+    /// (`--batchnorm` or `--batchnorm=false`).
+    [num_args = 0..=1, default_missing_value = "true", value_name = "BOOL"]
+    batchnorm: req bool = false;
+    /// Batchnorm moving-average momentum in Keras' convention: 0.99 keeps 99% of the old
+    /// average (PyTorch and Burn call the same setting 0.01) [default: 0.99].
+    [value_name = "M"]
+    batchnorm_momentum: req f64 = 0.99;
+    /// Batchnorm epsilon [default: 0.001, as Keras].
+    [value_name = "EPS"]
+    batchnorm_epsilon: req f64 = 1e-3;
+    /// Hidden layer sizes [default: 256,256].
+    [value_delimiter = ',', value_name = "N,N,.."]
+    hidden: req Vec<usize> = vec![256, 256];
+    /// Epochs [default: 1].
+    [value_name = "N"]
+    epochs: req usize = 1;
+    /// Batch size; the last partial batch of an epoch is dropped [default: 128].
+    [value_name = "N"]
+    batch_size: req usize = 128;
+    /// Adam learning rate [default: 0.001].
+    [value_name = "LR"]
+    lr: req f64 = 0.001;
+    /// Adam beta 1 [default: 0.9].
+    [value_name = "B1"]
+    adam_beta1: req f64 = 0.9;
+    /// Adam beta 2 [default: 0.999].
+    [value_name = "B2"]
+    adam_beta2: req f64 = 0.999;
+    /// Adam epsilon [default: 1e-7, as Keras; Burn's own is 1e-5].
+    [value_name = "EPS"]
+    adam_epsilon: req f64 = 1e-7;
+    /// Seed for initialization, data order and dropout [default: 0].
+    [value_name = "N"]
+    seed: req u64 = 0;
+    /// Evaluate on the test set every N steps; 0 = only at each epoch's end [default: 1].
+    [value_name = "N"]
+    eval_every: req usize = 1;
+    /// How the train_loss / train_accuracy columns are measured [default: lecture].
+    [value_enum]
+    train_metrics: req TrainMetrics = TrainMetrics::Lecture;
+    /// Use only the first N training images [default: all].
+    [value_name = "N"]
+    train_limit: opt usize;
+    /// Evaluate on only the first N test images [default: all].
+    [value_name = "N"]
+    test_limit: opt usize;
+    /// Checkpoint every N steps; 0 = only at epoch ends and the end [default: 100].
+    [value_name = "N"]
+    checkpoint_every: req usize = 100;
+    /// Keep the newest N checkpoints [default: 3].
+    [value_name = "N"]
+    keep_checkpoints: req usize = 3;
 }
 
 /// Largest hidden layer we accept; beyond this an MLP on 784 inputs is a typo, not a plan.

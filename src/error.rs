@@ -61,7 +61,7 @@ pub enum Error {
 
     #[error(
         "the loss became {value} at epoch {epoch}, step {step} (global step {global_step}); \
-         training stopped and the last good checkpoint was kept. \
+         training stopped and {kept}. \
          Try a smaller --lr, a smaller --init-std, or --batchnorm"
     )]
     Diverged {
@@ -69,6 +69,8 @@ pub enum Error {
         epoch: usize,
         step: usize,
         global_step: usize,
+        /// What is left to go back to: the last good checkpoint, or none.
+        kept: String,
     },
 
     #[error("interrupted by {signal}; checkpoint saved. Resume with: {resume_command}")]

@@ -1,21 +1,20 @@
 //! `mnist-train`: the lecture's MNIST MLP experiments as a command-line tool on Burn.
 //!
-//! Data flows one way: [`cli`] → [`config`] → [`data`] → [`model`] → [`train`] →
-//! [`report`] / checkpoints.
+//! Dependencies point one way: [`cli`] (clap types) → [`commands`] (one per subcommand) → the
+//! library: [`config`], [`data`], [`model`], [`train`], [`run`], [`sweep`], [`bench`],
+//! [`output`]. The library never imports `cli` or `commands`.
 
-pub mod app;
 pub mod backend;
-pub mod batcher;
 pub mod bench;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod model;
-pub mod plot;
-pub mod report;
-pub mod run_dir;
+pub mod output;
+pub mod run;
 pub mod signals;
 pub mod sweep;
 pub mod train;

@@ -1,5 +1,7 @@
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
     // A panic is a bug in this tool or in Burn, never the user's fault: say so in one line,
     // without a backtrace, and exit with a code distinct from the documented ones.
@@ -9,7 +11,7 @@ fn main() -> ExitCode {
              command you ran (RUST_BACKTRACE=1 shows where it happened)"
         );
     }));
-    match mnist_train::app::run() {
+    match mnist_train::commands::run(mnist_train::cli::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

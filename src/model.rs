@@ -6,7 +6,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
 };
-use burn::tensor::{Device, Int, Tensor, activation};
+use burn::tensor::{Device, Distribution, Int, Tensor, activation};
 
 use crate::config::{Activation, ExperimentConfig, Init};
 use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
@@ -125,6 +125,35 @@ impl Mlp {
         self.output.forward(x)
     }
 
+    /// Logits in training mode — batchnorm on the batch's statistics, dropout masks drawn from
+    /// the device RNG — on a model without autodiff (`valid()`), leaving the batchnorm running
+    /// statistics untouched: the lecture's `train_loss` with `training=True`. Burn's layers
+    /// take their training path only on an autodiff device, where they also update the running
+    /// statistics, so the two training-mode operations are spelled out here.
+    pub fn forward_training_mode(&self, images: Tensor<2>) -> Tensor<2> {
+        let mut x = images;
+        for (i, layer) in self.hidden.iter().enumerate() {
+            x = layer.forward(x);
+            if let Some(norm) = self.norms.get(i) {
+                x = burn::tensor::module::batch_norm_train(
+                    x,
+                    norm.gamma.val(),
+                    norm.beta.val(),
+                    norm.epsilon,
+                )
+                .output;
+            }
+            x = self.activation.apply(x);
+            if let Some(dropout) = &self.dropout {
+                // As Burn's Dropout: keep with probability 1 - p, scale the kept by 1 / (1 - p).
+                let keep = 1.0 - dropout.prob;
+                let mask = x.random_like(Distribution::Bernoulli(keep));
+                x = x * mask * (1.0 / keep);
+            }
+        }
+        self.output.forward(x)
+    }
+
     /// Hidden layer widths.
     pub fn layer_sizes(&self) -> Vec<usize> {
         self.hidden
@@ -193,7 +222,7 @@ pub fn correct_count(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1, Int
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Distribution, TensorData};
+    use burn::tensor::TensorData;
 
     fn device() -> Device {
         crate::backend::Backend::default_cpu().device().unwrap()

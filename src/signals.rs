@@ -1,5 +1,6 @@
 //! Graceful stop: the first SIGINT or SIGTERM asks the loop to finish its step and checkpoint;
-//! a second one exits at once.
+//! a second one exits at once. Before training starts (finding, downloading and loading the
+//! data) there is nothing to save, so a signal then exits at once too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,18 @@ use crate::error::exit;
 pub struct StopFlag {
     any: Arc<AtomicBool>,
     term: Arc<AtomicBool>,
+    /// Set while nothing would be lost by exiting at once (see [`StopFlag::exit_at_once`]).
+    setup: Arc<AtomicBool>,
+}
+
+/// While alive, a signal exits the process at once with its code; dropped, signals go back to
+/// asking for a graceful stop.
+pub struct ExitAtOnce(Arc<AtomicBool>);
+
+impl Drop for ExitAtOnce {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl StopFlag {
@@ -20,13 +33,22 @@ impl StopFlag {
     pub fn install() -> std::io::Result<Self> {
         let stop = Self::default();
         for (signal, code) in [(SIGINT, exit::SIGINT), (SIGTERM, exit::SIGTERM)] {
-            // Registered before the flag itself: on the second signal `any` is already set,
-            // so this exits immediately with the signal's conventional code.
+            // Actions run in registration order. During setup the first one exits; later, on
+            // the second signal `any` is already set, so the second one exits.
+            flag::register_conditional_shutdown(signal, code, Arc::clone(&stop.setup))?;
             flag::register_conditional_shutdown(signal, code, Arc::clone(&stop.any))?;
             flag::register(signal, Arc::clone(&stop.any))?;
         }
         flag::register(SIGTERM, Arc::clone(&stop.term))?;
         Ok(stop)
+    }
+
+    /// Makes signals exit at once until the guard is dropped: for work that has nothing to
+    /// checkpoint (a download, loading the data), which would otherwise ignore Ctrl-C until
+    /// the first training step ends.
+    pub fn exit_at_once(&self) -> ExitAtOnce {
+        self.setup.store(true, Ordering::SeqCst);
+        ExitAtOnce(Arc::clone(&self.setup))
     }
 
     /// The signal that asked us to stop, if any: (name, exit code).

@@ -5,7 +5,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{bin, metrics, summary, write_dataset};
+use common::{bin, final_weights, metrics, summary, write_dataset};
 use mnist_train::config::ExperimentConfig;
 use mnist_train::model::Mlp;
 use mnist_train::train::checkpoint;
@@ -96,18 +96,6 @@ fn json_mode_prints_only_json_lines() {
     assert!(rows[0]["train_loss"].as_f64().unwrap() > 0.0);
     assert!(rows[19]["test_accuracy"].as_f64().is_some());
     assert!(rows[18].get("test_accuracy").is_none());
-}
-
-/// Final weights of a run's newest checkpoint.
-fn final_weights(run: &Path) -> Vec<f32> {
-    let ckpt = checkpoint::open(run).unwrap();
-    let device = mnist_train::backend::Backend::default_cpu()
-        .device()
-        .unwrap();
-    let model = ckpt
-        .load_model(Mlp::new(&ckpt.state.config, &device))
-        .unwrap();
-    model.parameters_flat()
 }
 
 fn without_time(m: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
@@ -386,7 +374,8 @@ fn diverging_loss_stops_with_a_message_and_keeps_the_last_checkpoint() {
     assert_fails(
         bin(tmp.path(), &data).args(["--run-dir", run.to_str().unwrap(), "--init-std", "1e19"]),
         5,
-        "the loss became NaN at epoch 0, step 0 (global step 1)",
+        "the loss became NaN at epoch 0, step 0 (global step 1); training stopped and no \
+         checkpoint had been written yet",
     );
     assert!(checkpoint::list(&run.join("checkpoints")).is_empty());
 
@@ -406,13 +395,15 @@ fn diverging_loss_stops_with_a_message_and_keeps_the_last_checkpoint() {
     assert_fails(
         bin(tmp.path(), &data).args(["--resume", run.to_str().unwrap(), "--lr", "1e30"]),
         5,
-        "global step 7",
+        // The lecture's train_loss is taken after the update, so the step whose update blew
+        // up the weights is the one that reports it.
+        "global step 6); training stopped and the last good checkpoint (step 5) was kept",
     );
     let ckpts = checkpoint::list(&run.join("checkpoints"));
     assert_eq!(
         ckpts.last().unwrap().0,
-        6,
-        "the last step with a finite loss"
+        5,
+        "the last step with finite weights"
     );
     for (_, dir) in ckpts {
         let c = checkpoint::open(&dir).unwrap();
@@ -448,4 +439,153 @@ fn help_documents_exit_codes() {
         .success()
         .stdout(predicate::str::contains("Exit codes:"))
         .stdout(predicate::str::contains("--init-std"));
+}
+
+/// Defect B: the lecture's train columns are measured after the update — the loss in training
+/// mode, the accuracy in inference mode — and measuring them changes nothing in training.
+#[test]
+fn lecture_train_metrics_are_taken_after_the_update_and_change_no_training() {
+    use burn::module::Module;
+    use mnist_train::data::batcher::{epoch_order, images_tensor, labels_tensor};
+    use mnist_train::data::{DatasetName, MnistData};
+
+    let (tmp, data) = setup();
+    let run = |mode: Option<&str>| {
+        let dir = tmp.path().join(mode.unwrap_or("default"));
+        let mut cmd = bin(tmp.path(), &data);
+        small_run(&mut cmd, &dir).args(["--dropout", "0.5", "--batchnorm", "--eval-every", "5"]);
+        if let Some(mode) = mode {
+            cmd.args(["--train-metrics", mode]);
+        }
+        cmd.args(["--quiet"]).assert().success();
+        dir
+    };
+    let lecture = run(None);
+    let batch = run(Some("batch"));
+    assert_eq!(summary(&lecture)["config"]["train_metrics"], "lecture");
+    assert!(
+        final_weights(&lecture) == final_weights(&batch),
+        "measuring must not change training"
+    );
+    let (ml, mb) = (metrics(&lecture), metrics(&batch));
+    for (l, b) in ml.iter().zip(&mb) {
+        assert_eq!(l["test_accuracy"], b["test_accuracy"]);
+    }
+    // With dropout 0.5 the training-mode accuracy of the batch mode reads lower.
+    let mean = |m: &[serde_json::Value]| {
+        m.iter()
+            .map(|r| r["train_accuracy"].as_f64().unwrap())
+            .sum::<f64>()
+            / m.len() as f64
+    };
+    assert!(mean(&ml) > mean(&mb), "{} vs {}", mean(&ml), mean(&mb));
+
+    // The last step's train_accuracy is the final model's, in inference mode, on that batch.
+    let ckpt = checkpoint::open(&lecture).unwrap();
+    let device = mnist_train::backend::Backend::default_cpu()
+        .device()
+        .unwrap();
+    let model = ckpt
+        .load_model(Mlp::new(&ckpt.state.config, &device))
+        .unwrap()
+        .valid();
+    let mnist = MnistData::load_from(DatasetName::Mnist, &data.join("mnist")).unwrap();
+    let order = epoch_order(mnist.train.len(), 0, 0);
+    let idx = &order[19 * 32..20 * 32];
+    let logits = model.forward(images_tensor(&mnist.train.images, idx, &device));
+    let correct: i64 =
+        mnist_train::model::correct_count(logits, labels_tensor(&mnist.train.labels, idx, &device))
+            .into_scalar();
+    assert_eq!(
+        ml[19]["train_accuracy"].as_f64().unwrap() as f32,
+        correct as f32 / 32.0
+    );
+}
+
+/// Defect C: in a terminal, `mnist-train … > log.txt` put the step lines on the terminal
+/// (through the progress bar) and none in the file.
+#[test]
+fn step_lines_go_to_a_redirected_stdout_when_stderr_is_a_terminal() {
+    let (tmp, data) = setup();
+    let run = tmp.path().join("run");
+    let log = tmp.path().join("log.txt");
+    let command = format!(
+        "'{}' --data-dir '{}' --init he --batch-size 32 --hidden 32 --eval-every 5 --run-dir '{}' \
+         > '{}'",
+        env!("CARGO_BIN_EXE_mnist-train"),
+        data.display(),
+        run.display(),
+        log.display()
+    );
+    // `script` runs the command in a pseudo-terminal: stderr is a terminal, stdout the file.
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("MNIST_TRAIN_THREADS", "1")
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = fs::read_to_string(&log).unwrap();
+    let lines = text.lines().filter(|l| l.starts_with("Epoch:")).count();
+    assert_eq!(lines, 20, "every step line in the file:\n{text}");
+    assert!(text.contains("final test_accuracy"));
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(!terminal.contains("Epoch:"), "no step line on the terminal");
+}
+
+/// Defect F: `eval` evaluated only the run's `test_limit` images.
+#[test]
+fn eval_uses_the_whole_test_set_unless_limited() {
+    let (tmp, data) = setup();
+    let run = tmp.path().join("run");
+    small_run(&mut bin(tmp.path(), &data), &run)
+        .args(["--eval-every", "0", "--quiet", "--test-limit", "50"])
+        .assert()
+        .success();
+    assert_eq!(summary(&run)["test_images"], 50);
+    let eval = |extra: &[&str]| {
+        let out = bin(tmp.path(), &data)
+            .args(["eval", "--json", "--checkpoint", run.to_str().unwrap()])
+            .args(extra)
+            .assert()
+            .success();
+        serde_json::from_slice::<serde_json::Value>(&out.get_output().stdout).unwrap()
+    };
+    assert_eq!(eval(&[])["test_images"], 200);
+    assert_eq!(eval(&["--test-limit", "20"])["test_images"], 20);
+    bin(tmp.path(), &data)
+        .args(["eval", "--checkpoint", run.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("on 200 mnist test images"));
+}
+
+/// Defect K: `--threads 100000` hung; absurd thread counts are refused at once.
+#[test]
+fn thread_counts_far_beyond_the_cores_are_refused() {
+    let (tmp, data) = setup();
+    for args in [
+        &["--threads", "100000"][..],
+        &["--threads", "0"],
+        &["bench", "--threads", "100000"],
+        &[
+            "sweep",
+            "--set",
+            "init=he",
+            "--threads",
+            "100000",
+            "--dry-run",
+        ],
+    ] {
+        assert_fails(
+            bin(tmp.path(), &data)
+                .args(args)
+                .timeout(std::time::Duration::from_secs(30)),
+            2,
+            "`threads`",
+        );
+    }
 }

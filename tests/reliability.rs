@@ -467,7 +467,18 @@ fn every_kind_of_bad_input_gets_one_clear_line_and_its_exit_code() {
             2,
             &["`train_limit`"],
         ),
-        t("threads 0", &["--threads", "0"], 2, &["`threads`", ">= 1"]),
+        t(
+            "threads 0",
+            &["--threads", "0"],
+            2,
+            &["`threads`", "must be in 1..="],
+        ),
+        t(
+            "threads far beyond the cores",
+            &["--threads", "100000"],
+            2,
+            &["`threads`", "one per core is fastest"],
+        ),
         t(
             "name that escapes runs/",
             &["--config", &bad_name],
@@ -952,4 +963,49 @@ fn a_second_trainer_is_refused_and_a_killed_one_releases_the_lock() {
     let m = metrics(&run);
     assert_eq!(m.len(), 40 * 40);
     assert_eq!(summary(&run)["steps"], 40 * 40);
+}
+
+/// Defect G: Ctrl-C during a download did nothing until training started (or the download
+/// gave up, minutes later). A mirror on localhost that accepts and never answers holds the
+/// download; the signal must end the process at once, with its code.
+#[test]
+fn ctrl_c_during_a_download_exits_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mirror = format!("http://{}/", listener.local_addr().unwrap());
+    // Accept connections and hold them open, silent, until the test ends.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+            let _ = tx.send(());
+        }
+    });
+    let stderr = root.join("stderr.txt");
+    let child = cmd(root)
+        .args(["--data-dir", &s(&root.join("empty")), "--quiet"])
+        .env("MNIST_TRAIN_MIRROR", &mirror)
+        .env("XDG_CACHE_HOME", root.join("cache"))
+        .stdout(Stdio::null())
+        .stderr(File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the trainer connects to the mirror");
+    let mut t = Trainer { child, stderr };
+    t.signal("-INT");
+    let start = Instant::now();
+    let (st, err) = t.wait(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(130), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        !root.join("runs").exists(),
+        "no run directory for a run that never started"
+    );
 }

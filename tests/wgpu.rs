@@ -18,10 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use assert_cmd::Command;
-use common::{bin, metrics, summary};
+use common::{bin, final_weights, metrics, summary};
 use mnist_train::gpu::{self, AdapterChoice};
-use mnist_train::model::Mlp;
-use mnist_train::train::checkpoint;
 use predicates::prelude::*;
 
 /// Test accuracies of the same config trained from scratch on the CPU and on wgpu may differ
@@ -125,18 +123,6 @@ fn subset<'a>(cmd: &'a mut Command, run: &Path) -> &'a mut Command {
 
 fn final_accuracy(run: &Path) -> f64 {
     summary(run)["final_test_accuracy"].as_f64().unwrap()
-}
-
-/// Final weights of a run's newest checkpoint, loaded on the CPU.
-fn final_weights(run: &Path) -> Vec<f32> {
-    let ckpt = checkpoint::open(run).unwrap();
-    let device = mnist_train::backend::Backend::default_cpu()
-        .device()
-        .unwrap();
-    let model = ckpt
-        .load_model(Mlp::new(&ckpt.state.config, &device))
-        .unwrap();
-    model.parameters_flat()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

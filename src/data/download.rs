@@ -141,6 +141,19 @@ impl DownloadOptions {
             progress: true,
         }
     }
+
+    /// What the trainer and `download` use: `extra` mirrors first, then the public ones;
+    /// a progress bar only when stderr is a terminal.
+    pub fn standard(name: DatasetName, extra: &[String]) -> DownloadOptions {
+        use std::io::IsTerminal;
+        let mut mirrors = extra.to_vec();
+        mirrors.extend(default_mirrors(name));
+        DownloadOptions {
+            mirrors,
+            progress: std::io::stderr().is_terminal(),
+            ..DownloadOptions::new(name)
+        }
+    }
 }
 
 /// Download every missing-or-bad file of `name` into `dest` as `<file>.gz`.

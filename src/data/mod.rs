@@ -1,12 +1,15 @@
 //! MNIST-format datasets: reading the IDX files, finding them on disk, and
 //! downloading them from public mirrors.
 //!
-//! Pixels and labels stay `u8` here; converting to tensors (and normalizing)
-//! is the trainer's business, so this module has no dependency on Burn.
+//! Pixels and labels stay `u8` here; [`batcher`] turns them into tensors.
 
+pub mod batcher;
 pub mod download;
 pub mod idx;
+pub mod load;
 pub mod locate;
+
+pub use load::{DataSource, load, load_limited};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -19,9 +19,11 @@
 //! `<label>-s<seed>-<hash>`, the hash over the canonical config JSON, so a changed spec never
 //! reuses an old result and an unchanged one skips what is done.
 
-pub mod command;
-pub mod report;
+pub mod results;
 pub mod runner;
+pub mod shard;
+
+pub use shard::{Shard, shard_trials};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,7 +31,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::ExperimentConfig;
+use crate::config::{ExperimentConfig, KEYS, PartialConfig};
 use crate::error::{Error, Result};
 
 /// The sweep-file keys; anything else is an error.
@@ -40,10 +42,10 @@ const SWEEP_KEYS: &[&str] = &["name", "base", "base_config", "grid", "trials", "
 pub struct SweepSpec {
     /// Names the default output directory (`runs/sweep-<name>`).
     pub name: String,
-    /// The full base config as a JSON object (every key present).
-    pub base: Map<String, Value>,
+    /// The config under every trial.
+    pub base: ExperimentConfig,
     /// Explicit partial configs, merged over the base; empty = one trial, the base.
-    pub trials: Vec<Map<String, Value>>,
+    pub trials: Vec<PartialConfig>,
     /// Key → values; the cartesian product is applied over every trial. In the order given
     /// (a file's keys alphabetically, then `--set` keys in command-line order).
     pub grid: Vec<(String, Vec<Value>)>,
@@ -74,26 +76,11 @@ impl Trial {
     }
 }
 
-/// The experiment-config keys (the JSON keys of [`ExperimentConfig`]).
-pub fn config_keys() -> Vec<String> {
-    let mut keys: Vec<String> = match serde_json::to_value(ExperimentConfig::default()) {
-        Ok(Value::Object(m)) => m.keys().cloned().collect(),
-        _ => Vec::new(),
-    };
-    if !keys.iter().any(|k| k == "name") {
-        keys.push("name".into());
-    }
-    keys.sort();
-    keys
-}
-
-/// Checks one value against the type of `key`; the error names the problem (not the key).
-fn check_value(key: &str, value: &Value) -> std::result::Result<(), String> {
+/// One key's value as a partial config; the error names the problem (not the key).
+fn partial(key: &str, value: &Value) -> std::result::Result<PartialConfig, String> {
     let mut m = Map::new();
     m.insert(key.to_string(), value.clone());
-    serde_json::from_value::<ExperimentConfig>(Value::Object(m))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    serde_json::from_value::<PartialConfig>(Value::Object(m)).map_err(|e| e.to_string())
 }
 
 fn check_key(key: &str) -> std::result::Result<(), String> {
@@ -104,12 +91,12 @@ fn check_key(key: &str) -> std::result::Result<(), String> {
                 .into(),
         );
     }
-    if config_keys().iter().any(|k| k == key) {
+    if KEYS.contains(&key) {
         Ok(())
     } else {
         Err(format!(
             "unknown config key `{key}`, expected one of: {}",
-            config_keys().join(", ")
+            KEYS.join(", ")
         ))
     }
 }
@@ -147,13 +134,9 @@ fn slug(value: &Value) -> String {
 impl SweepSpec {
     /// A sweep of the default config (one trial), to which `--set` adds a grid.
     pub fn empty(name: &str) -> Self {
-        let base = match serde_json::to_value(ExperimentConfig::default()) {
-            Ok(Value::Object(m)) => m,
-            _ => unreachable!("config serializes to an object"),
-        };
         Self {
             name: name.into(),
-            base,
+            base: ExperimentConfig::default(),
             trials: Vec::new(),
             grid: Vec::new(),
             seeds: None,
@@ -217,15 +200,14 @@ impl SweepSpec {
                 return Err("give either `base` or `base_config`, not both".into());
             }
             (Some(base), None) => {
-                let config: ExperimentConfig =
+                let overlay: PartialConfig =
                     serde_json::from_value(base.clone()).map_err(|e| format!("`base`: {e}"))?;
-                spec.base = to_object(&config);
+                overlay.apply_to(&mut spec.base);
             }
             (None, Some(Value::String(file))) => {
                 let path = dir.join(file);
-                let config = ExperimentConfig::from_file(&path)
+                spec.base = ExperimentConfig::from_file(&path)
                     .map_err(|e| format!("`base_config`: {e}"))?;
-                spec.base = to_object(&config);
             }
             (None, Some(_)) => return Err("`base_config` must be a path (string)".into()),
             (None, None) => {}
@@ -246,7 +228,7 @@ impl SweepSpec {
                     return Err(format!("`grid.{key}` is an empty list"));
                 }
                 for (i, v) in values.iter().enumerate() {
-                    check_value(key, v).map_err(|e| format!("`grid.{key}[{i}]` = {v}: {e}"))?;
+                    partial(key, v).map_err(|e| format!("`grid.{key}[{i}]` = {v}: {e}"))?;
                 }
                 spec.grid.push((key.clone(), values.clone()));
             }
@@ -266,7 +248,7 @@ impl SweepSpec {
                 };
                 for (key, v) in t {
                     check_key(key).map_err(|e| format!("`trials[{i}].{key}`: {e}"))?;
-                    check_value(key, v).map_err(|e| format!("`trials[{i}].{key}` = {v}: {e}"))?;
+                    partial(key, v).map_err(|e| format!("`trials[{i}].{key}` = {v}: {e}"))?;
                     if spec.grid.iter().any(|(k, _)| k == key) {
                         return Err(format!(
                             "`trials[{i}].{key}`: `{key}` is also in `grid`; set it in one \
@@ -274,7 +256,9 @@ impl SweepSpec {
                         ));
                     }
                 }
-                spec.trials.push(t.clone());
+                let entry: PartialConfig = serde_json::from_value(Value::Object(t.clone()))
+                    .map_err(|e| format!("`trials[{i}]`: {e}"))?;
+                spec.trials.push(entry);
             }
         }
         if let Some(seeds) = top.get("seeds") {
@@ -310,8 +294,8 @@ impl SweepSpec {
 
     /// Expands, resolves and validates every trial, in canonical order: trials × grid × seeds.
     pub fn expand(&self) -> Result<Vec<Trial>> {
-        let entries: Vec<Map<String, Value>> = if self.trials.is_empty() {
-            vec![Map::new()]
+        let entries: Vec<PartialConfig> = if self.trials.is_empty() {
+            vec![PartialConfig::default()]
         } else {
             self.trials.clone()
         };
@@ -338,13 +322,6 @@ impl SweepSpec {
         let mut groups: Vec<Pending> = Vec::new();
         for (t, entry) in entries.iter().enumerate() {
             for combo in &combos {
-                let mut json = self.base.clone();
-                for (k, v) in entry {
-                    json.insert(k.clone(), v.clone());
-                }
-                for (k, v) in combo {
-                    json.insert(k.clone(), v.clone());
-                }
                 let describe = || {
                     let mut d = if self.trials.is_empty() {
                         String::from("trial")
@@ -356,10 +333,15 @@ impl SweepSpec {
                     }
                     d
                 };
-                let config: ExperimentConfig = serde_json::from_value(Value::Object(json))
-                    .map_err(|e| {
-                        Error::Usage(format!("sweep {}: {}: {e}", self.name, describe()))
-                    })?;
+                let mut config = self.base.clone();
+                entry.apply_to(&mut config);
+                for (k, v) in combo {
+                    partial(k, v)
+                        .map_err(|e| {
+                            Error::Usage(format!("sweep {}: {}: {e}", self.name, describe()))
+                        })?
+                        .apply_to(&mut config);
+                }
                 config.validate().map_err(|e| {
                     Error::Usage(format!("sweep {}: {}: {e}", self.name, describe()))
                 })?;
@@ -443,13 +425,6 @@ impl SweepSpec {
     }
 }
 
-fn to_object(config: &ExperimentConfig) -> Map<String, Value> {
-    match serde_json::to_value(config) {
-        Ok(Value::Object(m)) => m,
-        _ => unreachable!("config serializes to an object"),
-    }
-}
-
 /// Splits `a,b,[1,2],c` on the commas outside brackets.
 fn split_top_level(s: &str) -> Vec<String> {
     let mut parts = Vec::new();
@@ -504,108 +479,11 @@ pub fn parse_set(set: &str) -> Result<(String, Vec<Value>)> {
                 return Err(usage(format!("seed {raw} is not an integer >= 0")));
             }
         } else {
-            check_value(&key, &value).map_err(|e| usage(format!("`{key}` = {raw}: {e}")))?;
+            partial(&key, &value).map_err(|e| usage(format!("`{key}` = {raw}: {e}")))?;
         }
         out.push(value);
     }
     Ok((key, out))
-}
-
-/// Which slice of the trials this process runs: trial k goes to shard k mod count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl Shard {
-    /// Parses `i/n` (0-based i).
-    pub fn parse(spec: &str) -> Result<Self> {
-        let bad = |why: &str| {
-            Error::Usage(format!(
-                "--shard {spec}: {why}; expected INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4"
-            ))
-        };
-        let (i, n) = spec.split_once('/').ok_or_else(|| bad("no `/`"))?;
-        let index = i.trim().parse().map_err(|_| bad("INDEX is not a number"))?;
-        let count = n.trim().parse().map_err(|_| bad("COUNT is not a number"))?;
-        Self::new(index, count).map_err(|e| bad(&e))
-    }
-
-    pub fn new(index: usize, count: usize) -> std::result::Result<Self, String> {
-        if count == 0 {
-            return Err("COUNT must be >= 1".into());
-        }
-        if index >= count {
-            return Err(format!("INDEX {index} is not below COUNT {count}"));
-        }
-        Ok(Self { index, count })
-    }
-
-    /// The shard from a scheduler's environment: Slurm job arrays (`SLURM_ARRAY_TASK_ID`
-    /// minus `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`) or a Kubernetes Indexed
-    /// Job (`JOB_COMPLETION_INDEX`, of `count`, from `--shard-count` or
-    /// `MNIST_SWEEP_SHARD_COUNT`). `None` when neither is set.
-    pub fn from_env(
-        env: impl Fn(&str) -> Option<String>,
-        count: Option<usize>,
-    ) -> Result<Option<Self>> {
-        let num = |name: &str| -> Result<Option<usize>> {
-            match env(name) {
-                None => Ok(None),
-                Some(v) => v.trim().parse().map(Some).map_err(|_| {
-                    Error::Usage(format!("environment variable {name}={v} is not a number"))
-                }),
-            }
-        };
-        if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
-            let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-            let n = match count {
-                Some(n) => n,
-                None => num("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
-                    Error::Usage(
-                        "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass \
-                         --shard-count"
-                            .into(),
-                    )
-                })?,
-            };
-            let index = id.checked_sub(min).ok_or_else(|| {
-                Error::Usage(format!(
-                    "SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"
-                ))
-            })?;
-            return Self::new(index, n)
-                .map(Some)
-                .map_err(|e| Error::Usage(format!("Slurm array shard: {e}")));
-        }
-        if let Some(index) = num("JOB_COMPLETION_INDEX")? {
-            let n = count.ok_or_else(|| {
-                Error::Usage(
-                    "JOB_COMPLETION_INDEX is set (Kubernetes Indexed Job) but the shard count is \
-                     not: pass --shard-count N or set MNIST_SWEEP_SHARD_COUNT to the Job's \
-                     completions"
-                        .into(),
-                )
-            })?;
-            return Self::new(index, n)
-                .map(Some)
-                .map_err(|e| Error::Usage(format!("Kubernetes Indexed Job shard: {e}")));
-        }
-        Ok(None)
-    }
-
-    pub fn owns(&self, trial_index: usize) -> bool {
-        trial_index % self.count == self.index
-    }
-}
-
-/// The trials of one shard (all of them without sharding), in canonical order.
-pub fn shard_trials(trials: &[Trial], shard: Option<Shard>) -> Vec<&Trial> {
-    trials
-        .iter()
-        .filter(|t| shard.is_none_or(|s| s.owns(t.index)))
-        .collect()
 }
 
 /// Default output directory of a sweep.

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Trial;
-use super::report::{
+use super::results::{
     FailureRecord, Manifest, ManifestTrial, STATUS_FILE, TrialStatus, finished_summary,
     trial_status,
 };
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::run_dir::{CONFIG_FILE, write_atomic};
+use crate::run::{CONFIG_FILE, write_atomic};
 use crate::signals::StopFlag;
 
 /// How the children run.
@@ -61,7 +61,7 @@ pub fn trial_dir(out: &Path, trial: &Trial) -> PathBuf {
             let Some(name) = name.to_str() else { continue };
             if name.ends_with(&suffix)
                 && e.path().join(CONFIG_FILE).is_file()
-                && crate::run_dir::read_config(&e.path()).is_ok_and(|c| c == trial.config)
+                && crate::run::read_config(&e.path()).is_ok_and(|c| c == trial.config)
             {
                 return e.path();
             }
@@ -134,7 +134,7 @@ fn run_one(out: &Path, trial: &Trial, opts: &RunOptions, stop: &StopFlag) -> Res
     let mut cmd = Command::new(&opts.exe);
     cmd.arg("train");
     if dir.join(CONFIG_FILE).is_file() {
-        let saved = crate::run_dir::read_config(&dir)?;
+        let saved = crate::run::read_config(&dir)?;
         if saved != trial.config {
             return Err(Error::Other(format!(
                 "{} holds a run of another config; move it away and rerun the sweep",

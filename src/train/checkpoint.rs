@@ -13,11 +13,14 @@ use serde::{Deserialize, Serialize};
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
 use crate::model::Mlp;
+use crate::run::fs::{fsync_dir, write_synced};
 
 const MODEL_FILE: &str = "model.bpk";
 const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const STATE_FILE: &str = "state.json";
 const PREFIX: &str = "step-";
+/// Prefix of checkpoints that failed to load and were moved aside.
+pub const DAMAGED_PREFIX: &str = "damaged-";
 /// Bumped when the state layout changes incompatibly.
 const FORMAT: u32 = 1;
 
@@ -34,6 +37,10 @@ pub struct TrainState {
     pub step_in_epoch: usize,
     pub best_test_accuracy: Option<f64>,
     pub last_test_accuracy: Option<f64>,
+    /// Train loss of the last step done, so that a session that runs no step (a resume of a
+    /// finished run) still reports it.
+    #[serde(default)]
+    pub last_train_loss: Option<f64>,
     /// Training wall time before this checkpoint, summed over interrupted sessions.
     pub elapsed_s: f64,
 }
@@ -49,6 +56,7 @@ impl TrainState {
             step_in_epoch: 0,
             best_test_accuracy: None,
             last_test_accuracy: None,
+            last_train_loss: None,
             elapsed_s: 0.0,
         }
     }
@@ -59,21 +67,6 @@ impl TrainState {
 pub struct Checkpoint {
     pub dir: PathBuf,
     pub state: TrainState,
-}
-
-fn fsync_dir(dir: &Path) {
-    // Directory fsync makes the rename durable; not every platform allows opening a directory,
-    // and failing here loses nothing that the rename has not already made consistent.
-    if let Ok(f) = fs::File::open(dir) {
-        let _ = f.sync_all();
-    }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = fs::File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 /// Saves a checkpoint under `checkpoints_dir` and prunes all but the newest `keep`.
@@ -172,22 +165,26 @@ pub fn open(path: &Path) -> Result<Checkpoint> {
             path.display()
         )));
     }
-    let dir = if path.join(STATE_FILE).is_file() {
-        path.to_path_buf()
-    } else {
-        let ckpts = path.join("checkpoints");
-        match list(&ckpts).pop() {
-            Some((_, dir)) => dir,
-            None => {
-                return Err(Error::Checkpoint(format!(
-                    "{} is neither a checkpoint (no {STATE_FILE}) nor a run directory with \
-                     checkpoints (nothing in {})",
-                    path.display(),
-                    ckpts.display()
-                )));
-            }
-        }
-    };
+    if path.join(STATE_FILE).is_file() {
+        return read_state(path);
+    }
+    let ckpts = path.join("checkpoints");
+    match list(&ckpts).pop() {
+        Some((_, dir)) => read_state(&dir),
+        None => Err(no_checkpoints(path, &ckpts)),
+    }
+}
+
+fn no_checkpoints(path: &Path, ckpts: &Path) -> Error {
+    Error::Checkpoint(format!(
+        "{} is neither a checkpoint (no {STATE_FILE}) nor a run directory with checkpoints \
+         (nothing usable in {})",
+        path.display(),
+        ckpts.display()
+    ))
+}
+
+fn read_state(dir: &Path) -> Result<Checkpoint> {
     let state_path = dir.join(STATE_FILE);
     let text = fs::read_to_string(&state_path)
         .map_err(|e| Error::Checkpoint(format!("{}: {e}", state_path.display())))?;
@@ -204,7 +201,124 @@ pub fn open(path: &Path) -> Result<Checkpoint> {
             state.format
         )));
     }
-    Ok(Checkpoint { dir, state })
+    Ok(Checkpoint {
+        dir: dir.to_path_buf(),
+        state,
+    })
+}
+
+/// A checkpoint that loaded, with its weights (and Adam state when asked for), and what was
+/// passed over to find it.
+pub struct Loaded {
+    pub checkpoint: Checkpoint,
+    pub model: Mlp,
+    pub optimizer: Option<ModuleOptimizer>,
+    /// One line per newer checkpoint that did not load: which, why, and where it is now.
+    pub skipped: Vec<String>,
+}
+
+/// What to do with a checkpoint that does not load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damaged {
+    /// Leave it where it is (a reader such as `eval`, which may run beside the trainer).
+    Skip,
+    /// Rename it to `damaged-step-N` beside the others, out of the resume order but kept for
+    /// inspection (the trainer, which holds the run's lock).
+    MoveAside,
+}
+
+/// The newest checkpoint of `path` (a checkpoint directory, or a run directory) that loads.
+/// In a run directory, newer checkpoints that fail to load (a truncated `model.bpk`, a corrupt
+/// `state.json`) are passed over, reported in [`Loaded::skipped`] and handled as `damaged`
+/// says. A checkpoint of another architecture than `expect` is refused, not passed over.
+/// `fresh` builds an untrained model of the config it is given on the right device;
+/// `optimizer`, when given, builds an optimizer to load the Adam state into.
+pub fn load_newest(
+    path: &Path,
+    expect: Option<&ExperimentConfig>,
+    damaged: Damaged,
+    fresh: &dyn Fn(&ExperimentConfig) -> Mlp,
+    optimizer: Option<&dyn Fn() -> ModuleOptimizer>,
+) -> Result<Loaded> {
+    // Err((refused, e)): `refused` for a checkpoint that is fine but of another architecture
+    // (the user's mistake, reported as such), else damage.
+    type Attempt = std::result::Result<(Checkpoint, Mlp, Option<ModuleOptimizer>), (bool, Error)>;
+    let load = |dir: &Path| -> Attempt {
+        let damage = |e| (false, e);
+        let ckpt = read_state(dir).map_err(damage)?;
+        if let Some(config) = expect {
+            ckpt.check_architecture(config).map_err(|e| (true, e))?;
+        }
+        let model = ckpt.load_model(fresh(&ckpt.state.config)).map_err(damage)?;
+        let optim = match optimizer {
+            Some(make) => Some(ckpt.load_optimizer(make()).map_err(damage)?),
+            None => None,
+        };
+        Ok((ckpt, model, optim))
+    };
+    if !path.exists() {
+        return Err(Error::Checkpoint(format!(
+            "{}: no such file or directory",
+            path.display()
+        )));
+    }
+    if path.join(STATE_FILE).is_file() {
+        let (checkpoint, model, optimizer) = load(path).map_err(|(_, e)| e)?;
+        return Ok(Loaded {
+            checkpoint,
+            model,
+            optimizer,
+            skipped: Vec::new(),
+        });
+    }
+    let ckpts = path.join("checkpoints");
+    let mut skipped = Vec::new();
+    for (step, dir) in list(&ckpts).into_iter().rev() {
+        match load(&dir) {
+            Ok((checkpoint, model, optimizer)) => {
+                return Ok(Loaded {
+                    checkpoint,
+                    model,
+                    optimizer,
+                    skipped,
+                });
+            }
+            Err((true, e)) => return Err(e),
+            Err((false, e)) => {
+                let whereabouts = match damaged {
+                    Damaged::Skip => String::new(),
+                    Damaged::MoveAside => match move_aside(&ckpts, step, &dir) {
+                        Ok(to) => format!("; kept as {}", to.display()),
+                        Err(m) => format!("; could not move it aside: {m}"),
+                    },
+                };
+                skipped.push(format!(
+                    "skipped damaged checkpoint {}: {e}{whereabouts}",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    let mut err = no_checkpoints(path, &ckpts).to_string();
+    if !skipped.is_empty() {
+        err = format!("{err}; {}", skipped.join("; "));
+    }
+    Err(Error::Checkpoint(err))
+}
+
+/// Renames a damaged checkpoint to `damaged-step-N` (`-2`, `-3`… if taken), where neither the
+/// resume order nor the pruning of old checkpoints looks.
+fn move_aside(ckpts: &Path, step: usize, dir: &Path) -> std::result::Result<PathBuf, String> {
+    let base = format!("{DAMAGED_PREFIX}{PREFIX}{step:08}");
+    let mut to = ckpts.join(&base);
+    let mut n = 2;
+    while to.exists() {
+        to = ckpts.join(format!("{base}-{n}"));
+        n += 1;
+    }
+    fs::rename(dir, &to).map_err(|e| e.to_string())?;
+    fsync_dir(ckpts);
+    Ok(to)
 }
 
 impl Checkpoint {

@@ -3,7 +3,7 @@
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::batcher::ResidentSet;
+use crate::data::batcher::ResidentSet;
 use crate::model::{Mlp, correct_count, cross_entropy};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,45 +3,29 @@
 
 pub mod checkpoint;
 pub mod evaluate;
+pub mod resume;
+pub mod step;
 
 use std::io::Write;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor};
-use serde::{Deserialize, Serialize};
+use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::tensor::Device;
 
-use crate::batcher::{ResidentSet, epoch_order, images_tensor, labels_tensor, step_seed};
 use crate::config::ExperimentConfig;
 use crate::data::MnistData;
+use crate::data::batcher::{ResidentSet, epoch_order};
 use crate::error::{Error, Result};
-use crate::model::{Mlp, correct_count, cross_entropy};
-use crate::report::{Reporter, StepMetrics};
-use crate::run_dir::{RunDir, SUMMARY_FILE, write_atomic};
+use crate::model::Mlp;
+use crate::output::progress::Reporter;
+use crate::run::RunDir;
+use crate::run::metrics::StepMetrics;
+use crate::run::summary::Summary;
 use crate::signals::StopFlag;
-use checkpoint::{Checkpoint, TrainState};
+use checkpoint::TrainState;
 pub use evaluate::{Evaluation, evaluate};
-
-/// Written to `summary.json` when a run ends.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Summary {
-    pub run_dir: String,
-    pub backend: String,
-    pub config: ExperimentConfig,
-    pub steps: usize,
-    pub epochs: usize,
-    pub final_test_accuracy: f64,
-    pub final_test_loss: f64,
-    pub best_test_accuracy: f64,
-    pub final_train_loss: f64,
-    /// Training wall time in seconds, evaluation included, summed over resumed sessions.
-    pub wall_time_s: f64,
-    /// Training images processed per second of wall time.
-    pub images_per_s: f64,
-    pub train_images: usize,
-    pub test_images: usize,
-}
+pub use step::{StepOutput, run_step};
 
 /// How a call to [`Trainer::run`] ended.
 #[derive(Debug)]
@@ -61,28 +45,13 @@ pub struct Trainer<'a> {
     pub device: Device,
     pub data: &'a MnistData,
     pub run: &'a RunDir,
-    pub resume: Option<Checkpoint>,
+    /// The checkpoint to continue from, loaded ([`checkpoint::load_newest`]).
+    pub resume: Option<checkpoint::Loaded>,
     pub stop: StopFlag,
     /// The command that resumes this run, printed when it is interrupted.
     pub resume_command: String,
     /// Stop (with a checkpoint) once this many steps are done in total.
     pub max_steps: Option<usize>,
-}
-
-/// One Adam step on a batch. Returns the updated model, the batch's mean loss and its number of
-/// correct predictions, as device tensors: the caller decides when to read them back.
-pub fn train_step(
-    model: Mlp,
-    optim: &mut ModuleOptimizer,
-    lr: f64,
-    images: Tensor<2>,
-    labels: Tensor<1, Int>,
-) -> (Mlp, Tensor<1>, Tensor<1, Int>) {
-    let logits = model.forward(images);
-    let loss = cross_entropy(logits.clone(), labels.clone());
-    let correct = correct_count(logits.detach(), labels);
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    (optim.step(lr, model, grads), loss, correct)
 }
 
 /// Adam with the config's betas and epsilon.
@@ -116,30 +85,47 @@ impl Trainer<'_> {
         let total_steps = steps_per_epoch * config.epochs;
         let batch = config.batch_size;
 
-        // Initialization is drawn from the seeded device RNG; a resumed run overwrites it.
-        ad.seed(config.seed);
-        let mut model = Mlp::new(config, &ad);
-        let mut optim = optimizer(config);
-        let mut state = TrainState::new(config, &self.backend_name);
-        if let Some(ckpt) = &self.resume {
-            ckpt.check_architecture(config)?;
-            model = ckpt.load_model(model)?;
-            optim = ckpt.load_optimizer(optim)?;
-            state = TrainState {
-                config: config.clone(),
-                backend: self.backend_name.clone(),
-                ..ckpt.state.clone()
-            };
-            // The loaded position is where the old epoch count left off; a longer --epochs
-            // continues from there.
-            if state.epoch >= config.epochs {
-                reporter.note(&format!(
-                    "run {} already finished its {} epoch(s); pass a larger --epochs to \
-                     continue",
-                    self.run.path.display(),
-                    config.epochs
-                ));
+        let (mut model, mut optim, mut state) = match self.resume {
+            Some(loaded) => {
+                let saved = &loaded.checkpoint.state;
+                resume::check_changes(&saved.config, config, saved.epoch, saved.step_in_epoch)?;
+                // The position must lie inside the epoch as this config cuts it; the rules
+                // above keep it there, and this keeps a gap in them from looping forever.
+                if saved.step_in_epoch >= steps_per_epoch {
+                    return Err(Error::Usage(format!(
+                        "the checkpoint stands at step {} of epoch {}, past this config's {} \
+                         steps per epoch",
+                        saved.step_in_epoch, saved.epoch, steps_per_epoch
+                    )));
+                }
+                let state = TrainState {
+                    config: config.clone(),
+                    backend: self.backend_name.clone(),
+                    ..saved.clone()
+                };
+                let optim = loaded
+                    .optimizer
+                    .ok_or_else(|| Error::Other("resume needs the optimizer state".into()))?;
+                (loaded.model, optim, state)
             }
+            None => {
+                // Initialization is drawn from the seeded device RNG.
+                ad.seed(config.seed);
+                (
+                    Mlp::new(config, &ad),
+                    optimizer(config),
+                    TrainState::new(config, &self.backend_name),
+                )
+            }
+        };
+        // The loaded position is where the old epoch count left off; a longer --epochs
+        // continues from there.
+        if state.epoch >= config.epochs {
+            reporter.note(&format!(
+                "run {} already finished its {} epoch(s); pass a larger --epochs to continue",
+                self.run.path.display(),
+                config.epochs
+            ));
         }
 
         let test = ResidentSet::new(
@@ -149,11 +135,10 @@ impl Trainer<'_> {
             self.eval_chunk,
         );
         let mut metrics_file = self.run.open_metrics(state.global_step)?;
-        let metrics_path = self.run.path.join(crate::run_dir::METRICS_FILE);
+        let metrics_path = self.run.path.join(crate::run::METRICS_FILE);
         let elapsed_before = state.elapsed_s;
         let started = Instant::now();
         let mut last_eval: Option<Evaluation> = None;
-        let mut last_train_loss = f64::NAN;
         reporter.start(total_steps, state.global_step);
 
         let save = |model: &Mlp, optim: &ModuleOptimizer, state: &TrainState| {
@@ -165,33 +150,49 @@ impl Trainer<'_> {
                 config.keep_checkpoints,
             )
         };
+        // The newest checkpoint on disk, for the divergence message.
+        let mut saved_step = checkpoint::list(&self.run.checkpoints())
+            .last()
+            .map(|(step, _)| *step);
+        let interrupted = |signal, code| Error::Interrupted {
+            signal,
+            code,
+            resume_command: self.resume_command.clone(),
+        };
 
         while state.epoch < config.epochs {
+            if let Some((signal, code)) = self.stop.requested() {
+                reporter.finish();
+                save(&model, &optim, &state)?;
+                return Err(interrupted(signal, code));
+            }
             let order = epoch_order(self.data.train.len(), config.seed, state.epoch);
             while state.step_in_epoch < steps_per_epoch {
                 let (epoch, step) = (state.epoch, state.step_in_epoch);
-                // Dropout masks come from the device RNG; seeding it per step makes them a
-                // function of (seed, step), which is what lets a resumed run match exactly.
-                ad.seed(step_seed(config.seed, state.global_step));
                 let idx = &order[step * batch..(step + 1) * batch];
-                let images = images_tensor(&self.data.train.images, idx, &ad);
-                let labels = labels_tensor(&self.data.train.labels, idx, &ad);
-
-                let (next, loss, correct) =
-                    train_step(model, &mut optim, config.lr, images, labels);
-                model = next;
-
-                let train_loss: f32 = loss.into_scalar();
-                if !train_loss.is_finite() {
+                let out = run_step(
+                    model,
+                    &mut optim,
+                    config,
+                    &self.data.train,
+                    idx,
+                    &ad,
+                    state.global_step,
+                );
+                model = out.model;
+                if !out.train_loss.is_finite() {
+                    reporter.finish();
                     return Err(Error::Diverged {
-                        value: train_loss,
+                        value: out.train_loss,
                         epoch,
                         step,
                         global_step: state.global_step + 1,
+                        kept: saved_step
+                            .map(|s| format!("the last good checkpoint (step {s}) was kept"))
+                            .unwrap_or_else(|| "no checkpoint had been written yet".into()),
                     });
                 }
-                let train_accuracy = correct.into_scalar::<i64>() as f32 / batch as f32;
-                last_train_loss = train_loss as f64;
+                state.last_train_loss = Some(out.train_loss as f64);
 
                 state.global_step += 1;
                 state.step_in_epoch += 1;
@@ -216,8 +217,8 @@ impl Trainer<'_> {
                     step,
                     steps_per_epoch,
                     global_step: state.global_step,
-                    train_loss,
-                    train_accuracy,
+                    train_loss: out.train_loss,
+                    train_accuracy: out.train_accuracy,
                     test_accuracy: eval.as_ref().map(|e| e.accuracy as f32),
                     test_loss: eval.as_ref().map(|e| e.loss as f32),
                     elapsed_s: state.elapsed_s,
@@ -241,6 +242,7 @@ impl Trainer<'_> {
                     && state.epoch < config.epochs;
                 if epoch_end || periodic || stop.is_some() || pause {
                     save(&model, &optim, &state)?;
+                    saved_step = Some(state.global_step);
                 }
                 if pause {
                     reporter.finish();
@@ -250,11 +252,7 @@ impl Trainer<'_> {
                 }
                 if let Some((signal, code)) = stop {
                     reporter.finish();
-                    return Err(Error::Interrupted {
-                        signal,
-                        code,
-                        resume_command: self.resume_command.clone(),
-                    });
+                    return Err(interrupted(signal, code));
                 }
                 if epoch_end {
                     break;
@@ -278,18 +276,15 @@ impl Trainer<'_> {
             final_test_accuracy: final_eval.accuracy,
             final_test_loss: final_eval.loss,
             best_test_accuracy: state.best_test_accuracy.unwrap_or(final_eval.accuracy),
-            final_train_loss: last_train_loss,
+            // A session that ran no step (a resume of a finished run) reports the loss the
+            // checkpoint recorded; NaN would be written as null, which reads as unfinished.
+            final_train_loss: state.last_train_loss.unwrap_or(final_eval.loss),
             wall_time_s: wall,
             images_per_s: (state.global_step * batch) as f64 / wall,
             train_images: self.data.train.len(),
             test_images: test.len,
         };
-        write_atomic(
-            &self.run.path.join(SUMMARY_FILE),
-            serde_json::to_string_pretty(&summary)
-                .expect("summary serializes")
-                .as_bytes(),
-        )?;
+        summary.write(&self.run.path)?;
         Ok(Outcome::Finished(Box::new(summary)))
     }
 }

@@ -75,3 +75,15 @@ pub fn metrics(run: &Path) -> Vec<serde_json::Value> {
 pub fn summary(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
 }
+
+/// Final weights of a run's newest checkpoint, loaded on the CPU.
+pub fn final_weights(run: &Path) -> Vec<f32> {
+    let ckpt = mnist_train::train::checkpoint::open(run).unwrap();
+    let device = mnist_train::backend::Backend::default_cpu()
+        .device()
+        .unwrap();
+    let model = ckpt
+        .load_model(mnist_train::model::Mlp::new(&ckpt.state.config, &device))
+        .unwrap();
+    model.parameters_flat()
+}

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::sweep::report::SweepReport;
+use crate::sweep::results::SweepReport;
 
 /// Draws `curves.svg` and `curves.png` into a finished run's directory; a failure is a warning,
 /// never a failed run.
@@ -55,11 +55,10 @@ mod draw {
     use plotters::prelude::*;
     use plotters::style::FontStyle;
 
-    use crate::report::StepMetrics;
-    use crate::run_dir::{METRICS_FILE, write_atomic};
-    use crate::sweep::report::SweepReport;
+    use crate::run::{metrics, write_atomic};
+    use crate::sweep::results::SweepReport;
 
-    const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+    const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
     const SANS: &str = "sans-serif";
 
     /// Tableau's 10 colors, then black and navy: 12 distinguishable lines.
@@ -153,10 +152,8 @@ mod draw {
     }
 
     pub fn run_curves(run: &Path) -> Result<Vec<PathBuf>, String> {
-        let text = std::fs::read_to_string(run.join(METRICS_FILE)).map_err(err)?;
-        let steps: Vec<_> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<StepMetrics>(l).ok())
+        let steps: Vec<_> = metrics::read(run)
+            .into_iter()
             .map(|m| {
                 (
                     m.global_step as f64,
@@ -169,7 +166,7 @@ mod draw {
         if steps.is_empty() {
             return Err("no metrics to plot".into());
         }
-        let label = crate::run_dir::read_config(run)
+        let label = crate::run::read_config(run)
             .map(|c| format!("{} ({})", c.label(), c.architecture()))
             .unwrap_or_else(|_| run.display().to_string());
         let data = RunData {
@@ -558,5 +555,147 @@ mod draw {
                 .map_err(err)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "plots"))]
+mod tests {
+    use super::*;
+    use crate::config::ExperimentConfig;
+    use crate::run::metrics::StepMetrics;
+    use crate::sweep::results::{Curve, Row, SweepReport};
+
+    /// Width, height and RGB pixels of a PNG.
+    fn decode(path: &Path) -> (u32, u32, Vec<u8>) {
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        buf.truncate(info.buffer_size());
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        (info.width, info.height, buf)
+    }
+
+    fn pixel(png: &(u32, u32, Vec<u8>), x: u32, y: u32) -> [u8; 3] {
+        let i = ((y * png.0 + x) * 3) as usize;
+        [png.2[i], png.2[i + 1], png.2[i + 2]]
+    }
+
+    /// Pixels within 2 levels of `rgb`: a drawn line or bar of that colour.
+    fn count(png: &(u32, u32, Vec<u8>), rgb: [u8; 3]) -> usize {
+        png.2
+            .chunks_exact(3)
+            .filter(|p| p.iter().zip(rgb).all(|(&a, b)| a.abs_diff(b) <= 2))
+            .count()
+    }
+
+    const BLUE: [u8; 3] = [31, 119, 180];
+
+    #[test]
+    fn run_curves_draw_svg_and_png_with_the_title_and_the_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path();
+        std::fs::write(
+            run.join(crate::run::CONFIG_FILE),
+            ExperimentConfig::default().to_json_pretty(),
+        )
+        .unwrap();
+        let mut lines = String::new();
+        for s in 1..=60usize {
+            let m = StepMetrics {
+                epoch: 0,
+                step: s - 1,
+                steps_per_epoch: 60,
+                global_step: s,
+                train_loss: 2.0 / s as f32,
+                train_accuracy: 1.0 - 0.9 / s as f32,
+                test_accuracy: (s % 10 == 0).then(|| 1.0 - 0.8 / s as f32),
+                test_loss: None,
+                elapsed_s: s as f64,
+            };
+            lines.push_str(&serde_json::to_string(&m).unwrap());
+            lines.push('\n');
+        }
+        std::fs::write(run.join(crate::run::METRICS_FILE), lines).unwrap();
+
+        let paths = run_curves(run).unwrap();
+        assert_eq!(paths, vec![run.join("curves.svg"), run.join("curves.png")]);
+        let svg = std::fs::read_to_string(&paths[0]).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
+        assert!(svg.contains("Learning curves: relu-random-normal0.05"));
+        let png = decode(&paths[1]);
+        assert_eq!((png.0, png.1), (1100, 850));
+        assert_eq!(pixel(&png, 2, 2), [255, 255, 255], "white background");
+        assert!(count(&png, BLUE) > 200, "the first curve is drawn in blue");
+
+        // No metrics, no plot (and a message saying so).
+        let empty = tempfile::tempdir().unwrap();
+        assert!(run_curves(empty.path()).unwrap_err().contains("no metrics"));
+    }
+
+    #[test]
+    fn sweep_plots_draw_one_line_and_one_bar_per_finished_config() {
+        let tmp = tempfile::tempdir().unwrap();
+        let row = |label: &str, mean: f64, done: usize| Row {
+            label: label.into(),
+            group: label.into(),
+            seeds: 2,
+            done,
+            final_test_accuracy: crate::sweep::results::stat(&[mean - 0.1, mean + 0.1]),
+            best_test_accuracy: crate::sweep::results::stat(&[mean, mean + 0.2]),
+            final_train_loss: crate::sweep::results::stat(&[0.2, 0.3]),
+            wall_time_s: crate::sweep::results::stat(&[3.0, 4.0]),
+            eval_every: 10,
+            epochs: 1,
+            config: ExperimentConfig::default(),
+            trials: Vec::new(),
+            curve: Curve {
+                steps: vec![10.0, 20.0, 30.0],
+                mean: vec![mean - 5.0, mean - 1.0, mean],
+                sd: vec![0.5, 0.3, 0.2],
+            },
+        };
+        let report = SweepReport {
+            name: "test".into(),
+            caption: "a caption".into(),
+            trials: 6,
+            done: 4,
+            failed: 0,
+            rows: vec![
+                row("relu-he", 96.0, 2),
+                row("sigmoid", 92.0, 2),
+                row("none", 0.0, 0),
+            ],
+        };
+        let paths = sweep_plots(tmp.path(), &report).unwrap();
+        let names: Vec<_> = paths
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "accuracy-vs-step.svg",
+                "accuracy-vs-step.png",
+                "final-accuracy.svg",
+                "final-accuracy.png"
+            ]
+        );
+        let svg = std::fs::read_to_string(&paths[0]).unwrap();
+        assert!(svg.contains("relu-he") && svg.contains("sigmoid"));
+        assert!(
+            !svg.contains(">none<"),
+            "a config with no finished seed is left out"
+        );
+        let curves = decode(&paths[1]);
+        assert_eq!((curves.0, curves.1), (1500, 1000));
+        assert!(count(&curves, BLUE) > 100, "first config's line");
+        assert!(count(&curves, [255, 127, 14]) > 100, "second config's line");
+        // Bars: 150 px of frame plus 46 per finished config.
+        let bars = decode(&paths[3]);
+        assert_eq!((bars.0, bars.1), (1200, 150 + 46 * 2));
+        // Bars are filled with the config's colour at 45% over white.
+        assert!(count(&bars, [154, 194, 221]) > 500, "a filled bar");
     }
 }

@@ -10,9 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
-use crate::report::StepMetrics;
-use crate::run_dir::{METRICS_FILE, SUMMARY_FILE, write_atomic};
-use crate::train::Summary;
+use crate::run::summary::Summary;
+use crate::run::{CONFIG_FILE, metrics, write_atomic};
 
 /// Lists the trials of the current sweep; the report uses these and nothing else.
 pub const MANIFEST_FILE: &str = "sweep.json";
@@ -82,8 +81,7 @@ pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
 
 /// The summary of a finished trial, if it is this trial's.
 pub fn finished_summary(run: &Path, config: &ExperimentConfig) -> Option<Summary> {
-    let text = std::fs::read_to_string(run.join(SUMMARY_FILE)).ok()?;
-    let summary: Summary = serde_json::from_str(&text).ok()?;
+    let summary = Summary::read(run)?;
     (summary.config == *config).then_some(summary)
 }
 
@@ -99,7 +97,7 @@ pub fn trial_status(run: &Path, config: &ExperimentConfig) -> TrialStatus {
             exit_code: f.exit_code,
         };
     }
-    if run.join(crate::run_dir::CONFIG_FILE).exists() {
+    if run.join(CONFIG_FILE).exists() {
         TrialStatus::Incomplete
     } else {
         TrialStatus::Pending
@@ -185,11 +183,8 @@ pub struct SweepReport {
 
 /// Test-accuracy points (step, %) of a run's metrics.
 fn accuracy_points(run: &Path) -> Vec<(usize, f64)> {
-    let Ok(text) = std::fs::read_to_string(run.join(METRICS_FILE)) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<StepMetrics>(l).ok())
+    metrics::read(run)
+        .into_iter()
         .filter_map(|m| m.test_accuracy.map(|a| (m.global_step, a as f64 * 100.0)))
         .collect()
 }
@@ -467,6 +462,8 @@ impl SweepReport {
     }
 
     /// Writes results.md/.csv/.json and the plots (when built with them); returns the paths.
+    /// Writes the tables (`results.md`, `.csv`, `.json`) into `dir`; the plots are drawn by
+    /// [`crate::output::plot::sweep_plots`].
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
         for (file, text) in [
@@ -477,10 +474,6 @@ impl SweepReport {
             let path = dir.join(file);
             write_atomic(&path, text.as_bytes())?;
             written.push(path);
-        }
-        match crate::plot::sweep_plots(dir, self) {
-            Ok(paths) => written.extend(paths),
-            Err(e) => eprintln!("warning: could not draw the sweep plots: {e}"),
         }
         Ok(written)
     }

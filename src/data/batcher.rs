@@ -25,6 +25,12 @@ pub fn step_seed(seed: u64, global_step: usize) -> u64 {
     mix(seed, global_step as u64, 0xd20f_0075)
 }
 
+/// Seed of the dropout masks of the lecture's `train_loss` pass after step `global_step`: a
+/// stream apart from [`step_seed`], so measuring draws nothing that training uses.
+pub fn metrics_seed(seed: u64, global_step: usize) -> u64 {
+    mix(seed, global_step as u64, 0x03e7_a1c5)
+}
+
 /// SplitMix64-style mixing of (seed, counter, stream) into a well-spread 64-bit value.
 fn mix(seed: u64, counter: u64, stream: u64) -> u64 {
     let mut z = seed
@@ -127,5 +133,6 @@ mod tests {
     fn step_seeds_differ() {
         assert_ne!(step_seed(0, 1), step_seed(0, 2));
         assert_ne!(step_seed(0, 1), step_seed(1, 1));
+        assert_ne!(step_seed(0, 1), metrics_seed(0, 1));
     }
 }

@@ -1,12 +1,19 @@
-//! Command-line interface. Doc comments here are the `--help` text.
+//! The command line: clap types only. Doc comments here (and on the experiment keys in
+//! `config.rs`) are the `--help` text; `commands` turns these into library calls.
+
+mod bench;
+mod sweep;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use bench::BenchArgs;
+pub use sweep::{SweepArgs, SweepCommand, SweepRunArgs};
+
 use crate::backend::Backend;
-use crate::config::{Activation, ExperimentConfig, Init};
-use crate::data::DatasetName;
+use crate::config::PartialConfig;
+use crate::data::{DataSource, DatasetName};
 use crate::gpu::AdapterChoice;
 
 const EXIT_CODES: &str = "\
@@ -52,10 +59,10 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Download(DownloadArgs),
     /// Measure training and evaluation speed per backend (medians of several runs).
-    Bench(Box<crate::bench::BenchArgs>),
+    Bench(Box<BenchArgs>),
     /// Run a sweep of trainings (grid / list of configs × seeds) and tabulate the results.
     #[command(after_help = EXIT_CODES)]
-    Sweep(Box<crate::sweep::command::SweepArgs>),
+    Sweep(Box<SweepArgs>),
 }
 
 /// Where the data is and how to get it.
@@ -69,6 +76,26 @@ pub struct DataArgs {
     /// Never download: fail if the files are not already present.
     #[arg(long)]
     pub offline: bool,
+
+    /// Mirror base URL to download from first (repeatable, or comma-separated in the
+    /// environment variable); the public mirrors follow.
+    #[arg(
+        long,
+        env = "MNIST_TRAIN_MIRROR",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub mirror: Vec<String>,
+}
+
+impl DataArgs {
+    pub fn source(&self) -> DataSource {
+        DataSource {
+            dir: self.data_dir.clone(),
+            offline: self.offline,
+            mirrors: self.mirror.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -78,7 +105,7 @@ pub struct TrainArgs {
     pub config: Option<PathBuf>,
 
     #[command(flatten)]
-    pub overrides: ConfigOverrides,
+    pub overrides: PartialConfig,
 
     #[command(flatten)]
     pub data: DataArgs,
@@ -90,8 +117,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub run_dir: Option<PathBuf>,
 
-    /// Continue an interrupted run from its newest checkpoint. Its saved config is used;
-    /// flags given here override it (e.g. a larger --epochs).
+    /// Continue an interrupted run from its newest checkpoint that loads. Its saved config is
+    /// used; flags may change how long it trains and how often it evaluates and saves (e.g. a
+    /// larger --epochs), the data order only between epochs, the model never.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
 
@@ -116,7 +144,7 @@ pub struct RuntimeArgs {
     #[arg(long, value_enum, env = "MNIST_TRAIN_BACKEND")]
     pub backend: Option<Backend>,
 
-    /// CPU threads for the CPU backends (default: one per core).
+    /// CPU threads for the CPU backends (default: one per core; at most 8 per core).
     #[arg(long, env = "MNIST_TRAIN_THREADS", value_name = "N")]
     pub threads: Option<usize>,
 
@@ -132,102 +160,6 @@ pub struct RuntimeArgs {
     pub adapter: AdapterChoice,
 }
 
-/// Every experiment key as a flag; a flag given wins over the config file.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ConfigOverrides {
-    /// Hidden-layer activation.
-    #[arg(long, value_enum)]
-    pub activation: Option<Activation>,
-    /// Negative slope of leaky-relu [default: 0.01].
-    #[arg(long, value_name = "SLOPE")]
-    pub leaky_relu_slope: Option<f64>,
-    /// Weight initializer (`xavier` = xavier-uniform, `he` = he-uniform, as in Keras)
-    /// [default: random-normal].
-    #[arg(long, value_enum)]
-    pub init: Option<Init>,
-    /// Standard deviation of random-normal init [default: 0.05].
-    #[arg(long, value_name = "STD")]
-    pub init_std: Option<f64>,
-    /// Dropout rate after each hidden activation, in [0, 1) [default: 0].
-    #[arg(long, value_name = "RATE")]
-    pub dropout: Option<f64>,
-    /// Batch normalization between each dense layer and its activation
-    /// (`--batchnorm` or `--batchnorm=false`).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub batchnorm: Option<bool>,
-    /// Hidden layer sizes [default: 256,256].
-    #[arg(long, value_delimiter = ',', value_name = "N,N,..")]
-    pub hidden: Option<Vec<usize>>,
-    /// Epochs [default: 1].
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Batch size [default: 128].
-    #[arg(long, value_name = "N")]
-    pub batch_size: Option<usize>,
-    /// Adam learning rate [default: 0.001].
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Adam epsilon [default: 1e-7, as Keras].
-    #[arg(long, value_name = "EPS")]
-    pub adam_epsilon: Option<f64>,
-    /// Seed for initialization, data order and dropout [default: 0].
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Dataset.
-    #[arg(long, value_enum)]
-    pub dataset: Option<DatasetName>,
-    /// Use only the first N training images.
-    #[arg(long, value_name = "N")]
-    pub train_limit: Option<usize>,
-    /// Evaluate on only the first N test images.
-    #[arg(long, value_name = "N")]
-    pub test_limit: Option<usize>,
-    /// Evaluate on the test set every N steps; 0 = only at each epoch's end [default: 1].
-    #[arg(long, value_name = "N")]
-    pub eval_every: Option<usize>,
-    /// Checkpoint every N steps; 0 = only at epoch ends and the end [default: 100].
-    #[arg(long, value_name = "N")]
-    pub checkpoint_every: Option<usize>,
-    /// Keep the newest N checkpoints [default: 3].
-    #[arg(long, value_name = "N")]
-    pub keep_checkpoints: Option<usize>,
-}
-
-impl ConfigOverrides {
-    /// Applies the flags that were given on top of `config`.
-    pub fn apply(&self, config: &mut ExperimentConfig) {
-        macro_rules! set {
-            ($($field:ident),*) => {$(
-                if let Some(v) = &self.$field { config.$field = v.clone(); }
-            )*};
-        }
-        set!(
-            activation,
-            leaky_relu_slope,
-            init,
-            init_std,
-            dropout,
-            batchnorm,
-            hidden,
-            epochs,
-            batch_size,
-            lr,
-            adam_epsilon,
-            seed,
-            dataset,
-            eval_every,
-            checkpoint_every,
-            keep_checkpoints
-        );
-        if self.train_limit.is_some() {
-            config.train_limit = self.train_limit;
-        }
-        if self.test_limit.is_some() {
-            config.test_limit = self.test_limit;
-        }
-    }
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
     /// A checkpoint directory, or a run directory (its newest checkpoint is used).
@@ -238,7 +170,8 @@ pub struct EvalArgs {
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetName>,
 
-    /// Evaluate on only the first N test images.
+    /// Evaluate on only the first N test images [default: the whole test set, whatever the
+    /// run trained with].
     #[arg(long, value_name = "N")]
     pub test_limit: Option<usize>,
 
@@ -263,7 +196,13 @@ pub struct DownloadArgs {
     #[arg(long, env = "MNIST_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Mirror base URL to try first (repeatable); the public mirrors follow.
-    #[arg(long, value_name = "URL")]
+    /// Mirror base URL to try first (repeatable, or comma-separated in the environment
+    /// variable); the public mirrors follow.
+    #[arg(
+        long,
+        env = "MNIST_TRAIN_MIRROR",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
     pub mirror: Vec<String>,
 }

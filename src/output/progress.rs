@@ -1,46 +1,12 @@
-//! What a run shows while it trains: the lecture's per-step line on a terminal (with a
-//! progress bar there), JSON lines for scripts, or nothing. Every reporter gets the same
+//! What a run shows while it trains: the lecture's per-step line (with a progress bar on a
+//! terminal), JSON lines for scripts, or nothing. Every reporter gets the same
 //! [`StepMetrics`]; `metrics.jsonl` in the run directory is written separately, always.
 
 use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 
-/// One training step, as printed and as stored in `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepMetrics {
-    pub epoch: usize,
-    /// Index of the step within its epoch (0-based, as in the lecture's output).
-    pub step: usize,
-    pub steps_per_epoch: usize,
-    /// Steps completed after this one, over all epochs.
-    pub global_step: usize,
-    pub train_loss: f32,
-    pub train_accuracy: f32,
-    /// Present on steps where the test set was evaluated.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub test_accuracy: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub test_loss: Option<f32>,
-    /// Training wall time so far, seconds.
-    pub elapsed_s: f64,
-}
-
-impl StepMetrics {
-    /// The lecture's line: `Epoch: [ 0] [  467/  468], train_loss: …, train_accuracy: …,
-    /// test_accuracy: …`.
-    pub fn lecture_line(&self) -> String {
-        let mut line = format!(
-            "Epoch: [{:2}] [{:5}/{:5}], train_loss: {:.8}, train_accuracy: {:.4}",
-            self.epoch, self.step, self.steps_per_epoch, self.train_loss, self.train_accuracy
-        );
-        if let Some(acc) = self.test_accuracy {
-            line.push_str(&format!(", test_accuracy: {acc:.4}"));
-        }
-        line
-    }
-}
+use crate::run::metrics::StepMetrics;
 
 /// Receives the events of a run.
 pub trait Reporter {
@@ -54,8 +20,10 @@ pub trait Reporter {
     fn finish(&mut self) {}
 }
 
-/// Human output: the lecture's line per step on stdout, and a progress bar when stderr is a
-/// terminal. Piped output gets plain lines only.
+/// Human output: the lecture's line per step, always on stdout (a terminal, a file or a pipe),
+/// and a progress bar on stderr when stderr is a terminal. The bar is cleared while a line is
+/// printed and drawn again below it, so the two never mix on a screen, and a redirected stdout
+/// (`mnist-train > log.txt` in a terminal) gets every line.
 pub struct HumanReporter {
     bar: Option<ProgressBar>,
     lines: bool,
@@ -83,16 +51,20 @@ impl Reporter for HumanReporter {
     }
 
     fn step(&mut self, m: &StepMetrics) {
-        if let Some(bar) = &self.bar {
-            if let Some(acc) = m.test_accuracy {
-                bar.set_message(format!("test_accuracy {acc:.4}"));
-            }
+        let print = || {
             if self.lines {
-                bar.println(m.lecture_line());
+                println!("{}", m.lecture_line());
             }
-            bar.inc(1);
-        } else if self.lines {
-            println!("{}", m.lecture_line());
+        };
+        match &self.bar {
+            Some(bar) => {
+                if let Some(acc) = m.test_accuracy {
+                    bar.set_message(format!("test_accuracy {acc:.4}"));
+                }
+                bar.suspend(print);
+                bar.inc(1);
+            }
+            None => print(),
         }
     }
 

@@ -1,18 +1,33 @@
-//! The run directory: `config.json`, `metrics.jsonl`, `summary.json`, `checkpoints/`, and a
-//! lock that keeps a second trainer out while this one writes.
+//! The run directory: `config.json`, `run.json`, `metrics.jsonl`, `summary.json`,
+//! `checkpoints/`, and a lock that keeps a second trainer out while this one writes.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+pub mod fs;
+pub mod metrics;
+pub mod summary;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
-use crate::report::StepMetrics;
+pub use fs::write_atomic;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
+/// Where the run found its data: a resume without `--data-dir` looks there first.
+pub const INFO_FILE: &str = "run.json";
 const LOCK_FILE: &str = ".lock";
+
+/// What a run needs to know on resume that is not part of the experiment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The directory the dataset's files were read from (absolute).
+    pub data_dir: Option<PathBuf>,
+}
 
 /// An open, locked run directory. The lock is released when this is dropped, or by the OS
 /// when the process dies, so a crashed run never blocks its own resume.
@@ -44,7 +59,7 @@ pub fn generate_path(root: &Path, config: &ExperimentConfig) -> PathBuf {
 impl RunDir {
     /// Creates (if needed) and locks `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        fs::create_dir_all(path).map_err(Error::io(format!(
+        std::fs::create_dir_all(path).map_err(Error::io(format!(
             "cannot create run directory {}",
             path.display()
         )))?;
@@ -61,8 +76,8 @@ impl RunDir {
             )))?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let holder = fs::read_to_string(&lock_path).unwrap_or_default();
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
                 return Err(Error::Other(format!(
                     "run directory {} is in use by another mnist-train process{}; wait for it \
                      to finish or choose another --run-dir",
@@ -74,7 +89,7 @@ impl RunDir {
                         .unwrap_or_default()
                 )));
             }
-            Err(fs::TryLockError::Error(e)) => {
+            Err(std::fs::TryLockError::Error(e)) => {
                 return Err(Error::io(format!("locking {}", lock_path.display()))(e));
             }
         }
@@ -97,33 +112,22 @@ impl RunDir {
         )
     }
 
-    /// Opens `metrics.jsonl` for appending, first dropping lines past `keep_steps` (the steps
-    /// a resumed run will redo), so the file ends up as an uninterrupted run's would.
-    pub fn open_metrics(&self, keep_steps: usize) -> Result<File> {
-        let path = self.path.join(METRICS_FILE);
-        let ctx = || format!("writing {}", path.display());
-        if keep_steps == 0 {
-            return File::create(&path).map_err(Error::io(ctx()));
-        }
-        let mut kept = Vec::new();
-        if let Ok(file) = File::open(&path) {
-            for line in BufReader::new(file).lines().map_while(|l| l.ok()) {
-                match serde_json::from_str::<StepMetrics>(&line) {
-                    Ok(m) if m.global_step <= keep_steps => {
-                        kept.extend_from_slice(line.as_bytes());
-                        kept.push(b'\n');
-                    }
-                    // A torn last line from a crash, or steps to be redone: drop.
-                    _ => {}
-                }
-            }
-        }
-        write_atomic(&path, &kept)?;
-        OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(Error::io(ctx()))
+    pub fn write_info(&self, info: &RunInfo) -> Result<()> {
+        write_atomic(
+            &self.path.join(INFO_FILE),
+            serde_json::to_string_pretty(info)
+                .expect("run info serializes")
+                .as_bytes(),
+        )
     }
+}
+
+/// Reads `run.json` of a run directory; runs from before it existed have none.
+pub fn read_info(run: &Path) -> RunInfo {
+    std::fs::read_to_string(run.join(INFO_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 /// Reads the config saved in a run directory.
@@ -137,16 +141,6 @@ pub fn read_config(run: &Path) -> Result<ExperimentConfig> {
         )));
     }
     ExperimentConfig::from_file(&path)
-}
-
-/// Writes through a temporary file and a rename, so readers never see half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let ctx = || format!("writing {}", path.display());
-    let mut f = File::create(&tmp).map_err(Error::io(ctx()))?;
-    f.write_all(bytes).map_err(Error::io(ctx()))?;
-    f.sync_all().map_err(Error::io(ctx()))?;
-    fs::rename(&tmp, path).map_err(Error::io(ctx()))
 }
 
 #[cfg(test)]
@@ -175,37 +169,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let c = ExperimentConfig::default();
         let a = generate_path(tmp.path(), &c);
-        fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&a).unwrap();
         let b = generate_path(tmp.path(), &c);
         assert_ne!(a, b);
         let name = a.file_name().unwrap().to_str().unwrap();
         assert!(name.starts_with("relu-random-normal0.05-20"), "{name}");
-    }
-
-    #[test]
-    fn metrics_are_truncated_to_the_resumed_step() {
-        let tmp = tempfile::tempdir().unwrap();
-        let run = RunDir::open(tmp.path()).unwrap();
-        let mut f = run.open_metrics(0).unwrap();
-        for s in 1..=5 {
-            let m = StepMetrics {
-                epoch: 0,
-                step: s - 1,
-                steps_per_epoch: 5,
-                global_step: s,
-                train_loss: 1.0,
-                train_accuracy: 0.5,
-                test_accuracy: None,
-                test_loss: None,
-                elapsed_s: 0.0,
-            };
-            writeln!(f, "{}", serde_json::to_string(&m).unwrap()).unwrap();
-        }
-        write!(f, "{{\"torn").unwrap();
-        drop(f);
-        run.open_metrics(3).unwrap();
-        let text = fs::read_to_string(tmp.path().join(METRICS_FILE)).unwrap();
-        assert_eq!(text.lines().count(), 3);
-        assert!(text.lines().last().unwrap().contains("\"global_step\":3"));
     }
 }

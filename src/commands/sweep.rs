@@ -1,89 +1,16 @@
-//! `mnist-train sweep`: the command line of sweeps, and what it does.
+//! `mnist-train sweep`: expand the spec, pick this shard's trials, run them, write the report.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::{Args, Subcommand};
-
-use super::report::{self, write_manifest};
-use super::runner::{self, Outcome, RunOptions};
-use super::{Shard, SweepSpec, default_out, shard_trials};
-use crate::backend::Backend;
-use crate::cli::DataArgs;
+use crate::cli::{SweepArgs, SweepCommand, SweepRunArgs};
 use crate::data::locate;
 use crate::error::{Error, Result};
+use crate::output::plot;
 use crate::signals::StopFlag;
-
-/// Run many trainings (a grid and/or a list of configs, over seeds) and tabulate them.
-///
-/// `mnist-train sweep configs/lecture-sweep.json --jobs 2` runs every trial as a child
-/// `mnist-train train` in its own run directory under runs/sweep-<name>/, skips trials that
-/// finished before, resumes interrupted ones, and ends with results.md/.csv/.json and plots.
-/// `mnist-train sweep --set init=he,xavier --set dropout=0,0.5` sweeps without a file.
-#[derive(Debug, Clone, Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct SweepArgs {
-    #[command(subcommand)]
-    pub command: Option<SweepCommand>,
-
-    #[command(flatten)]
-    pub run: SweepRunArgs,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum SweepCommand {
-    /// Build the results table and plots of a sweep directory from whatever has finished
-    /// (e.g. while it runs, or after the shards of a cluster job).
-    Report {
-        /// The sweep directory (holding sweep.json).
-        dir: PathBuf,
-    },
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct SweepRunArgs {
-    /// Sweep file (JSON: base or base_config, grid, trials, seeds, name). See README § Sweeps.
-    #[arg(value_name = "FILE")]
-    pub file: Option<PathBuf>,
-
-    /// A grid axis KEY=V1,V2,.. over every trial (repeatable); replaces the file's axis of the
-    /// same key and overrides trial entries. `seed=0,1,2` sets the seeds.
-    #[arg(long = "set", value_name = "KEY=V1,V2")]
-    pub sets: Vec<String>,
-
-    /// Trials run at once; each gets THREADS / JOBS CPU threads.
-    #[arg(long, short, default_value_t = 1, value_name = "N")]
-    pub jobs: usize,
-
-    /// CPU threads to use in all (default: one per core).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-
-    /// Sweep directory (default: runs/sweep-<name>).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-
-    /// Run only trial k with k mod COUNT = INDEX (0-based), e.g. 0/4. Default: from
-    /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX, else all.
-    #[arg(long, value_name = "INDEX/COUNT")]
-    pub shard: Option<String>,
-
-    /// Number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed
-    /// Jobs: the Job's completions).
-    #[arg(long, env = "MNIST_SWEEP_SHARD_COUNT", value_name = "N")]
-    pub shard_count: Option<usize>,
-
-    /// List the trials and their state; run nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-
-    #[command(flatten)]
-    pub data: DataArgs,
-
-    /// Compute backend of the trials.
-    #[arg(long, value_enum, env = "MNIST_TRAIN_BACKEND")]
-    pub backend: Option<Backend>,
-}
+use crate::sweep::results::{self, write_manifest};
+use crate::sweep::runner::{self, Outcome, RunOptions};
+use crate::sweep::{Shard, SweepSpec, default_out, shard_trials};
 
 pub fn run(args: SweepArgs) -> Result<()> {
     match args.command {
@@ -92,9 +19,19 @@ pub fn run(args: SweepArgs) -> Result<()> {
     }
 }
 
+/// Writes the tables and plots of a sweep directory; returns the files written.
+fn write_report(dir: &std::path::Path, report: &results::SweepReport) -> Result<Vec<PathBuf>> {
+    let mut written = report.write(dir)?;
+    match plot::sweep_plots(dir, report) {
+        Ok(paths) => written.extend(paths),
+        Err(e) => eprintln!("warning: could not draw the sweep plots: {e}"),
+    }
+    Ok(written)
+}
+
 fn report_only(dir: &std::path::Path) -> Result<()> {
-    let report = report::build(dir)?;
-    let written = report.write(dir)?;
+    let report = results::build(dir)?;
+    let written = write_report(dir, &report)?;
     println!("{}", report.markdown());
     print_written(&written);
     Ok(())
@@ -164,18 +101,10 @@ fn run_sweep(args: SweepRunArgs) -> Result<()> {
             allowed: "must be >= 1".into(),
         });
     }
-    if args.threads == Some(0) {
-        return Err(Error::OutOfRange {
-            key: "threads",
-            value: "0".into(),
-            allowed: "must be >= 1".into(),
-        });
+    if let Some(t) = args.threads {
+        crate::backend::check_threads(t)?;
     }
-    let cores = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let cores = args.threads.unwrap_or_else(crate::backend::cores);
     let jobs = if args.jobs > cores {
         eprintln!(
             "note: --jobs {} is more than the {cores} CPU threads; running {cores} at a time \
@@ -194,8 +123,8 @@ fn run_sweep(args: SweepRunArgs) -> Result<()> {
     let done_before = mine
         .iter()
         .filter(|t| {
-            report::trial_status(&runner::trial_dir(&out, t), &t.config)
-                == report::TrialStatus::Done
+            results::trial_status(&runner::trial_dir(&out, t), &t.config)
+                == results::TrialStatus::Done
         })
         .count();
     let shard_text = shard
@@ -212,7 +141,7 @@ fn run_sweep(args: SweepRunArgs) -> Result<()> {
     if args.dry_run {
         for t in &mine {
             let dir = runner::trial_dir(&out, t);
-            let status = report::trial_status(&dir, &t.config);
+            let status = results::trial_status(&dir, &t.config);
             println!("{:4}  {:<60} {status:?}", t.index, t.dir_name());
         }
         return Ok(());
@@ -223,7 +152,7 @@ fn run_sweep(args: SweepRunArgs) -> Result<()> {
     datasets.dedup();
     for name in datasets {
         if locate::find(name, args.data.data_dir.as_deref()).is_err() {
-            crate::app::load_data(name, &args.data)?;
+            crate::data::load(name, &args.data.source())?;
         }
     }
 
@@ -243,8 +172,8 @@ fn run_sweep(args: SweepRunArgs) -> Result<()> {
     };
     let outcomes = runner::run(&out, &mine, &opts, &stop)?;
 
-    let report = report::build(&out)?;
-    let written = report.write(&out)?;
+    let report = results::build(&out)?;
+    let written = write_report(&out, &report)?;
     println!("{}", report.markdown());
     print_written(&written);
 

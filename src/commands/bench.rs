@@ -1,0 +1,102 @@
+//! `mnist-train bench`: one child process per backend (so each has its own thread pool and
+//! peak memory), then the table.
+
+use std::process::Command as Process;
+
+use crate::backend::Backend;
+use crate::bench::{BackendReport, BenchOptions, measure, table};
+use crate::cli::BenchArgs;
+use crate::error::{Error, Result};
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if let Some(t) = args.threads {
+        crate::backend::check_threads(t)?;
+    }
+    if args.reps == 0 {
+        return Err(Error::OutOfRange {
+            key: "reps",
+            value: "0".into(),
+            allowed: "must be >= 1".into(),
+        });
+    }
+    if args.child {
+        let report = measure(&BenchOptions {
+            backend: args.backends[0],
+            adapter: args.adapter,
+            reps: args.reps,
+            protocol_reps: args.protocol_reps,
+            threads: args.threads.unwrap_or_else(crate::backend::cores),
+            train_limit: args.train_limit,
+            test_limit: args.test_limit,
+            data: args.data.source(),
+        })?;
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serializes")
+        );
+        return Ok(());
+    }
+    let backends = if args.backends.is_empty() {
+        // wgpu when compiled in and an adapter fits `--adapter` (found without starting it).
+        [Backend::Flex, Backend::Ndarray, Backend::Wgpu]
+            .into_iter()
+            .filter(|&b| match b {
+                Backend::Wgpu => crate::gpu::available(args.adapter),
+                _ => b.compiled_in() && b.device().is_ok(),
+            })
+            .collect()
+    } else {
+        args.backends.clone()
+    };
+    let mut reports = Vec::new();
+    for backend in backends {
+        eprintln!("measuring {} ...", backend.name());
+        reports.push(run_child(&args, backend)?);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("serializes")
+        );
+    } else {
+        print!("{}", table(&reports));
+    }
+    Ok(())
+}
+
+fn run_child(args: &BenchArgs, backend: Backend) -> Result<BackendReport> {
+    let exe = std::env::current_exe().map_err(Error::io("locating the mnist-train binary"))?;
+    let mut cmd = Process::new(exe);
+    cmd.args(["bench", "--child", "--backends", backend.name()])
+        .args(["--reps", &args.reps.to_string()])
+        .args(["--protocol-reps", &args.protocol_reps.to_string()])
+        .args(["--adapter", &args.adapter.to_string()]);
+    if let Some(t) = args.threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    if let Some(n) = args.train_limit {
+        cmd.args(["--train-limit", &n.to_string()]);
+    }
+    if let Some(n) = args.test_limit {
+        cmd.args(["--test-limit", &n.to_string()]);
+    }
+    if let Some(d) = &args.data.data_dir {
+        cmd.arg("--data-dir").arg(d);
+    }
+    if args.data.offline {
+        cmd.arg("--offline");
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(Error::io("running the benchmark child process"))?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "benchmark of {} failed ({})",
+            backend.name(),
+            out.status
+        )));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Other(format!("benchmark of {}: bad report ({e})", backend.name())))
+}

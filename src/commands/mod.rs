@@ -1,0 +1,66 @@
+//! One module per subcommand: each turns its `cli` arguments into library calls and prints the
+//! result. The only users of `cli`.
+
+pub mod bench;
+pub mod download;
+pub mod eval;
+pub mod sweep;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+
+use crate::backend::{self, Backend};
+use crate::cli::{Cli, Command, DataArgs, RuntimeArgs};
+use crate::data::{DataSource, DatasetName, locate};
+use crate::error::Result;
+
+/// Runs the subcommand the command line names (training when it names none).
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => train::run(cli.train),
+        Some(Command::Train(args)) => train::run(*args),
+        Some(Command::Eval(args)) => eval::run(*args),
+        Some(Command::Download(args)) => download::run(args),
+        Some(Command::Bench(args)) => bench::run(*args),
+        Some(Command::Sweep(args)) => sweep::run(*args),
+    }
+}
+
+/// Picks the backend and sizes the thread pool; returns the device.
+fn setup_runtime(runtime: &RuntimeArgs) -> Result<(Backend, burn::tensor::Device)> {
+    if let Some(threads) = runtime.threads {
+        backend::set_threads(threads)?;
+    }
+    let backend = runtime.backend.unwrap_or_else(Backend::default_cpu);
+    Ok((backend, backend.device_on(runtime.adapter)?))
+}
+
+/// Where to read `dataset` from for a command on the run directory `run`: `--data-dir` or
+/// `MNIST_DATA_DIR` when given, else the directory the run recorded when it still holds the
+/// files (so a run trained with `--data-dir` resumes and evaluates without it), else the
+/// defaults.
+fn data_source_for_run(args: &DataArgs, run: &Path, dataset: DatasetName) -> DataSource {
+    let mut source = args.source();
+    if source.dir.is_none()
+        && let Some(dir) = crate::run::read_info(run).data_dir
+        && locate::find(dataset, Some(&dir)).is_ok()
+    {
+        eprintln!("data: {} (recorded in {})", dir.display(), run.display());
+        source.dir = Some(dir);
+    }
+    source
+}
+
+/// The run directory a checkpoint path belongs to: the path itself when it is a run
+/// directory, `RUN` for `RUN/checkpoints/step-N`.
+fn run_of(path: &Path) -> PathBuf {
+    if path.join(crate::run::CONFIG_FILE).is_file() {
+        return path.to_path_buf();
+    }
+    match path.parent() {
+        Some(parent) if parent.file_name().is_some_and(|n| n == "checkpoints") => parent
+            .parent()
+            .map_or_else(|| path.to_path_buf(), Path::to_path_buf),
+        _ => path.to_path_buf(),
+    }
+}

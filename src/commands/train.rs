@@ -1,0 +1,185 @@
+//! `mnist-train [train]`: resolve the config (file, flags, or the run being resumed), load the
+//! data, train, and print the final line.
+
+use std::path::{Path, PathBuf};
+
+use crate::backend::Backend;
+use crate::cli::TrainArgs;
+use crate::config::ExperimentConfig;
+use crate::error::{Error, Result};
+use crate::model::Mlp;
+use crate::output::plot;
+use crate::output::progress::{HumanReporter, JsonReporter, Reporter};
+use crate::run::{self, RunDir, RunInfo};
+use crate::signals::StopFlag;
+use crate::train::checkpoint::{self, Damaged};
+use crate::train::{Outcome, Trainer, optimizer, resume};
+
+/// The config a `train` invocation asks for, where its run goes, and whether it continues
+/// from a checkpoint there.
+fn resolve(args: &TrainArgs) -> Result<(ExperimentConfig, PathBuf, bool)> {
+    if let Some(run) = &args.resume {
+        if args.config.is_some() {
+            return Err(Error::Usage(
+                "--config cannot be combined with --resume: the run's saved config is used \
+                 (flags may still override single keys)"
+                    .into(),
+            ));
+        }
+        let mut config = run::read_config(run)?;
+        args.overrides.apply_to(&mut config);
+        // Stopped before its first checkpoint: nothing to lose by starting over.
+        let has_checkpoints = !checkpoint::list(&run.join("checkpoints")).is_empty();
+        return Ok((config, run.clone(), has_checkpoints));
+    }
+    let mut config = match &args.config {
+        Some(path) => ExperimentConfig::from_file(path)?,
+        None => ExperimentConfig::default(),
+    };
+    args.overrides.apply_to(&mut config);
+    let path = match &args.run_dir {
+        Some(dir) => {
+            if dir.join(run::CONFIG_FILE).exists() {
+                return Err(Error::Usage(format!(
+                    "{} already holds a run; continue it with --resume {}, or choose another \
+                     --run-dir",
+                    dir.display(),
+                    dir.display()
+                )));
+            }
+            dir.clone()
+        }
+        None => run::generate_path(Path::new("runs"), &config),
+    };
+    Ok((config, path, false))
+}
+
+fn resume_command(run: &Path, args: &TrainArgs) -> String {
+    let mut cmd = format!("mnist-train --resume {}", run.display());
+    if let Some(dir) = &args.data.data_dir {
+        cmd.push_str(&format!(" --data-dir {}", dir.display()));
+    }
+    if let Some(b) = args.runtime.backend {
+        cmd.push_str(&format!(" --backend {}", b.name()));
+        if b == Backend::Wgpu && args.runtime.adapter != crate::gpu::AdapterChoice::Auto {
+            cmd.push_str(&format!(" --adapter {}", args.runtime.adapter));
+        }
+    }
+    cmd
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let stop = StopFlag::install().map_err(Error::io("installing signal handlers"))?;
+    let (config, run_path, resuming) = resolve(&args)?;
+    config.validate()?;
+    let (backend, device) = super::setup_runtime(&args.runtime)?;
+    let data = {
+        // Nothing to checkpoint yet: Ctrl-C during a download or the data load exits at once.
+        let _exit = stop.exit_at_once();
+        let source = match args.resume.is_some() {
+            true => super::data_source_for_run(&args.data, &run_path, config.dataset),
+            false => args.data.source(),
+        };
+        crate::data::load_limited(&config, &source)?
+    };
+    // A batch larger than the data is refused before a run directory is made for it.
+    crate::train::steps_per_epoch(&config, data.train.len())?;
+    let run = RunDir::open(&run_path)?;
+
+    let resume = if resuming {
+        let ad = device.clone().autodiff();
+        let loaded = checkpoint::load_newest(
+            &run.path,
+            Some(&config),
+            Damaged::MoveAside,
+            &|c| Mlp::new(c, &ad),
+            Some(&|| optimizer(&config)),
+        )?;
+        for line in &loaded.skipped {
+            eprintln!("warning: {line}");
+        }
+        let saved = &loaded.checkpoint.state;
+        // Before config.json is rewritten: a refused resume leaves the run as it was.
+        resume::check_changes(&saved.config, &config, saved.epoch, saved.step_in_epoch)?;
+        Some(loaded)
+    } else {
+        None
+    };
+    run.write_config(&config)?;
+    run.write_info(&RunInfo {
+        data_dir: Some(std::path::absolute(&data.dir).unwrap_or_else(|_| data.dir.clone())),
+    })?;
+
+    let mut reporter: Box<dyn Reporter> = if args.json {
+        Box::new(JsonReporter)
+    } else {
+        Box::new(HumanReporter::new(!args.quiet))
+    };
+    reporter.note(&format!(
+        "{} {}: {} on {} ({} train / {} test images from {}), backend {}, run {}",
+        if resume.is_some() {
+            "resuming"
+        } else {
+            "training"
+        },
+        config.label(),
+        config.architecture(),
+        config.dataset,
+        data.train.len(),
+        data.test.len(),
+        data.dir.display(),
+        backend.name(),
+        run.path.display(),
+    ));
+    if let Some(loaded) = &resume {
+        reporter.note(&format!(
+            "from checkpoint {} (step {})",
+            loaded.checkpoint.dir.display(),
+            loaded.checkpoint.state.global_step
+        ));
+    }
+
+    let resume_command = resume_command(&run.path, &args);
+    let outcome = Trainer {
+        resume_command: resume_command.clone(),
+        max_steps: args.max_steps,
+        config,
+        backend_name: backend.name().to_string(),
+        eval_chunk: backend.eval_chunk(),
+        device,
+        data: &data,
+        run: &run,
+        resume,
+        stop,
+    }
+    .run(reporter.as_mut())?;
+    let summary = match outcome {
+        Outcome::Finished(summary) => summary,
+        Outcome::Paused { global_step } => {
+            eprintln!(
+                "stopped after {global_step} steps (--max-steps); checkpoint saved. Resume \
+                 with: {resume_command}"
+            );
+            return Ok(());
+        }
+    };
+
+    let line = format!(
+        "final test_accuracy: {:.4} (best {:.4}), test_loss: {:.4}, {} steps in {:.1} s \
+         ({:.0} images/s); run: {}",
+        summary.final_test_accuracy,
+        summary.best_test_accuracy,
+        summary.final_test_loss,
+        summary.steps,
+        summary.wall_time_s,
+        summary.images_per_s,
+        summary.run_dir
+    );
+    if args.json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+    plot::after_run(&run.path);
+    Ok(())
+}

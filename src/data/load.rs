@@ -1,0 +1,58 @@
+//! Getting a dataset into memory: find its files, download them when missing (unless offline),
+//! read them, and cut the splits to a config's limits.
+
+use std::path::PathBuf;
+
+use super::{DatasetName, MnistData, locate};
+use crate::config::ExperimentConfig;
+use crate::error::{Error, Result};
+
+/// Where to look for a dataset and whether fetching it is allowed.
+#[derive(Debug, Clone, Default)]
+pub struct DataSource {
+    /// A directory holding the files, directly or in a `mnist/` / `fashion-mnist/` subfolder;
+    /// `None` = the platform cache directory.
+    pub dir: Option<PathBuf>,
+    /// Never download.
+    pub offline: bool,
+    /// Mirrors to try before the public ones.
+    pub mirrors: Vec<String>,
+}
+
+/// Finds the dataset, downloading it when it is missing (unless `offline`).
+pub fn load(name: DatasetName, source: &DataSource) -> Result<MnistData> {
+    let data_dir = source.dir.as_deref();
+    let missing = match locate::find(name, data_dir) {
+        Ok(dir) => return Ok(MnistData::load_from(name, &dir)?),
+        Err(e) => e,
+    };
+    if source.offline || !cfg!(feature = "download") {
+        return Err(missing.into());
+    }
+    #[cfg(feature = "download")]
+    {
+        let dest = locate::download_dir(name, data_dir)?;
+        eprintln!("{name} not found; downloading into {}", dest.display());
+        let options = super::download::DownloadOptions::standard(name, &source.mirrors);
+        if let Err(e) = super::download::download(name, &dest, &options) {
+            return Err(Error::DataUnavailable(format!(
+                "{missing}; downloading failed too: {e}"
+            )));
+        }
+        Ok(MnistData::load_from(name, &dest)?)
+    }
+    #[cfg(not(feature = "download"))]
+    unreachable!()
+}
+
+/// The config's dataset, cut to its `train_limit` / `test_limit`.
+pub fn load_limited(config: &ExperimentConfig, source: &DataSource) -> Result<MnistData> {
+    let mut data = load(config.dataset, source)?;
+    if let Some(n) = config.train_limit {
+        data.train.truncate(n);
+    }
+    if let Some(n) = config.test_limit {
+        data.test.truncate(n);
+    }
+    Ok(data)
+}

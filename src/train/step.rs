@@ -1,0 +1,82 @@
+//! One training step — the lecture's eager loop body — shared by the trainer and `bench`, so
+//! that what is benchmarked is exactly what trains.
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::config::{ExperimentConfig, TrainMetrics};
+use crate::data::Split;
+use crate::data::batcher::{images_tensor, labels_tensor, metrics_seed, step_seed};
+use crate::model::{Mlp, correct_count, cross_entropy};
+
+/// What a step leaves: the updated model and the step's train columns, read back.
+pub struct StepOutput {
+    pub model: Mlp,
+    pub train_loss: f32,
+    pub train_accuracy: f32,
+}
+
+/// One Adam step on the images `idx` of `train`, on the autodiff device `ad`, then the train
+/// columns `config.train_metrics` asks for. `global_step` is the number of steps done before
+/// this one: it seeds this step's dropout masks, so that a resumed run draws the same ones.
+pub fn run_step(
+    model: Mlp,
+    optim: &mut ModuleOptimizer,
+    config: &ExperimentConfig,
+    train: &Split,
+    idx: &[u32],
+    ad: &Device,
+    global_step: usize,
+) -> StepOutput {
+    ad.seed(step_seed(config.seed, global_step));
+    let images = images_tensor(&train.images, idx, ad);
+    let labels = labels_tensor(&train.labels, idx, ad);
+    let logits = model.forward(images.clone());
+    let loss = cross_entropy(logits.clone(), labels.clone());
+    let batch_correct = match config.train_metrics {
+        TrainMetrics::Batch => Some(correct_count(logits.detach(), labels.clone())),
+        TrainMetrics::Lecture => None,
+    };
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let model = optim.step(config.lr, model, grads);
+
+    let batch = idx.len() as f32;
+    let (loss, correct) = match batch_correct {
+        Some(correct) => (loss.inner(), correct.inner()),
+        None => lecture_metrics(&model, images.inner(), labels.inner(), config, global_step),
+    };
+    let train_loss: f32 = loss.into_scalar();
+    let train_accuracy = correct.into_scalar::<i64>() as f32 / batch;
+    StepOutput {
+        model,
+        train_loss,
+        train_accuracy,
+    }
+}
+
+/// The lecture's train columns, on the step's batch after the update: the loss in training
+/// mode (dropout on, batchnorm on batch statistics) and the correct count in inference mode.
+/// Both run without autodiff on the inner device and leave the batchnorm running statistics
+/// alone; the dropout masks come from a stream of their own (seeded here, reseeded by the next
+/// step), so training is bit-identical to `train_metrics: batch`.
+fn lecture_metrics(
+    model: &Mlp,
+    images: Tensor<2>,
+    labels: Tensor<1, Int>,
+    config: &ExperimentConfig,
+    global_step: usize,
+) -> (Tensor<1>, Tensor<1, Int>) {
+    let valid = model.valid();
+    let eval_logits = valid.forward(images.clone());
+    let correct = correct_count(eval_logits.clone(), labels.clone());
+    // Without dropout or batchnorm, training and inference mode compute the same logits: one
+    // forward serves both columns.
+    let loss = if config.dropout > 0.0 || config.batchnorm {
+        images.device().seed(metrics_seed(config.seed, global_step));
+        cross_entropy(valid.forward_training_mode(images), labels)
+    } else {
+        cross_entropy(eval_logits, labels)
+    };
+    (loss, correct)
+}
