@@ -28,6 +28,9 @@ pub mod exit {
     pub const SIGINT: i32 = 130;
     /// Stopped by SIGTERM (128 + 15), after writing a checkpoint.
     pub const SIGTERM: i32 = 143;
+    /// Stopped because stdout's reader went away (`| head`), after writing a checkpoint: the
+    /// code a shell shows for SIGPIPE (128 + 13).
+    pub const OUTPUT_CLOSED: i32 = 141;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,9 @@ pub enum Error {
         resume_command: String,
     },
 
+    #[error("stdout was closed by its reader; checkpoint saved. Resume with: {resume_command}")]
+    OutputClosed { resume_command: String },
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -100,6 +106,7 @@ impl Error {
             Error::Diverged { .. } => exit::DIVERGED,
             Error::DeviceUnavailable(_) => exit::DEVICE,
             Error::Interrupted { code, .. } => *code,
+            Error::OutputClosed { .. } => exit::OUTPUT_CLOSED,
             Error::Io { .. } | Error::Other(_) => exit::FAILURE,
         }
     }

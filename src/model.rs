@@ -6,7 +6,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
 };
-use burn::tensor::{Device, Distribution, Int, Tensor, activation};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 use crate::config::{Activation, ExperimentConfig, Init};
 use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
@@ -125,12 +125,18 @@ impl Mlp {
         self.output.forward(x)
     }
 
-    /// Logits in training mode — batchnorm on the batch's statistics, dropout masks drawn from
-    /// the device RNG — on a model without autodiff (`valid()`), leaving the batchnorm running
-    /// statistics untouched: the lecture's `train_loss` with `training=True`. Burn's layers
-    /// take their training path only on an autodiff device, where they also update the running
-    /// statistics, so the two training-mode operations are spelled out here.
-    pub fn forward_training_mode(&self, images: Tensor<2>) -> Tensor<2> {
+    /// Logits in training mode — batchnorm on the batch's statistics, dropout — on a model
+    /// without autodiff (`valid()`), leaving the batchnorm running statistics untouched: the
+    /// lecture's `train_loss` with `training=True`. Burn's layers take their training path
+    /// only on an autodiff device, where they also update the running statistics, so the two
+    /// training-mode operations are spelled out here. The dropout masks come from `rng` on the
+    /// host: Burn's CPU `random_like` samples element by element and cost more than the rest
+    /// of this pass.
+    pub fn forward_training_mode(
+        &self,
+        images: Tensor<2>,
+        rng: &mut impl rand::RngCore,
+    ) -> Tensor<2> {
         let mut x = images;
         for (i, layer) in self.hidden.iter().enumerate() {
             x = layer.forward(x);
@@ -147,8 +153,20 @@ impl Mlp {
             if let Some(dropout) = &self.dropout {
                 // As Burn's Dropout: keep with probability 1 - p, scale the kept by 1 / (1 - p).
                 let keep = 1.0 - dropout.prob;
-                let mask = x.random_like(Distribution::Bernoulli(keep));
-                x = x * mask * (1.0 / keep);
+                let dims = x.dims();
+                let threshold = (keep * 4_294_967_296.0) as u64;
+                let scale = (1.0 / keep) as f32;
+                let mask: Vec<f32> = (0..dims[0] * dims[1])
+                    .map(|_| {
+                        if (rng.next_u32() as u64) < threshold {
+                            scale
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let mask = Tensor::from_data(TensorData::new(mask, dims), &x.device());
+                x = x * mask;
             }
         }
         self.output.forward(x)
@@ -222,7 +240,7 @@ pub fn correct_count(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1, Int
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
+    use burn::tensor::Distribution;
 
     fn device() -> Device {
         crate::backend::Backend::default_cpu().device().unwrap()

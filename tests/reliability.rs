@@ -1009,3 +1009,42 @@ fn ctrl_c_during_a_download_exits_at_once() {
         "no run directory for a run that never started"
     );
 }
+
+/// `mnist-train … | head -3`: when stdout's reader goes away the run checkpoints and stops
+/// with 141 (a shell's code for SIGPIPE) instead of panicking on the broken pipe.
+#[test]
+fn a_closed_stdout_checkpoints_and_stops() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write_dataset(&root.join("data"), 1280, 100);
+    let (data, run) = (root.join("data"), root.join("run"));
+    let (data_arg, run_arg) = (s(&data), s(&run));
+    for json in [false, true] {
+        let _ = fs::remove_dir_all(&run);
+        let mut args = long_run_args(&data_arg, &run_arg);
+        args.retain(|a| *a != "--quiet");
+        if json {
+            args.push("--json");
+        }
+        let stderr = root.join("stderr.txt");
+        let mut child = cmd(root)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for _ in 0..3 {
+            lines.next().unwrap().unwrap();
+        }
+        drop(lines);
+        let mut t = Trainer { child, stderr };
+        let (st, err) = t.wait(Duration::from_secs(60));
+        assert_eq!(st.code(), Some(141), "{err}");
+        assert!(err.contains("stdout was closed by its reader"), "{err}");
+        assert!(!err.contains("internal error"), "{err}");
+        let state = checkpoint::open(&run).unwrap().state;
+        assert_eq!(state.global_step, metrics(&run).len());
+    }
+}

@@ -26,6 +26,7 @@ Exit codes:
   5    training diverged (NaN or infinite loss)
   6    requested compute device unavailable (--backend wgpu: no GPU adapter fits --adapter)
   130  stopped by SIGINT (Ctrl-C) after writing a checkpoint
+  141  stopped because stdout was closed (e.g. `| head`) after writing a checkpoint
   143  stopped by SIGTERM after writing a checkpoint";
 
 /// Train the classic MNIST MLP (784→256→256→10, Adam) and see what activations, weight

@@ -30,7 +30,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             test_limit: args.test_limit,
             data: args.data.source(),
         })?;
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string(&report).expect("report serializes")
         );
@@ -54,12 +54,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         reports.push(run_child(&args, backend)?);
     }
     if args.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&reports).expect("serializes")
         );
     } else {
-        print!("{}", table(&reports));
+        crate::outln!("{}", table(&reports).trim_end());
     }
     Ok(())
 }

@@ -10,9 +10,9 @@ pub fn run(args: DownloadArgs) -> Result<()> {
         let dest = crate::data::locate::download_dir(args.dataset, args.data_dir.as_deref())?;
         let options = DownloadOptions::standard(args.dataset, &args.mirror);
         for (file, source) in download(args.dataset, &dest, &options)? {
-            println!("{file}: {source}");
+            crate::outln!("{file}: {source}");
         }
-        println!("{} is ready in {}", args.dataset, dest.display());
+        crate::outln!("{} is ready in {}", args.dataset, dest.display());
         Ok(())
     }
     #[cfg(not(feature = "download"))]

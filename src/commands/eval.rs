@@ -52,9 +52,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "test_loss": result.loss,
             "test_images": result.images,
         });
-        println!("{json}");
+        crate::outln!("{json}");
     } else {
-        println!(
+        crate::outln!(
             "test_accuracy: {:.4}, test_loss: {:.4} on {} {} test images (checkpoint {} at \
              step {})",
             result.accuracy,

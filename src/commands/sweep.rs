@@ -32,7 +32,7 @@ fn write_report(dir: &std::path::Path, report: &results::SweepReport) -> Result<
 fn report_only(dir: &std::path::Path) -> Result<()> {
     let report = results::build(dir)?;
     let written = write_report(dir, &report)?;
-    println!("{}", report.markdown());
+    crate::outln!("{}", report.markdown());
     print_written(&written);
     Ok(())
 }
@@ -142,7 +142,7 @@ fn run_sweep(args: SweepRunArgs) -> Result<()> {
         for t in &mine {
             let dir = runner::trial_dir(&out, t);
             let status = results::trial_status(&dir, &t.config);
-            println!("{:4}  {:<60} {status:?}", t.index, t.dir_name());
+            crate::outln!("{:4}  {:<60} {status:?}", t.index, t.dir_name());
         }
         return Ok(());
     }
@@ -174,7 +174,7 @@ fn run_sweep(args: SweepRunArgs) -> Result<()> {
 
     let report = results::build(&out)?;
     let written = write_report(&out, &report)?;
-    println!("{}", report.markdown());
+    crate::outln!("{}", report.markdown());
     print_written(&written);
 
     let ran = outcomes

@@ -111,7 +111,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     })?;
 
     let mut reporter: Box<dyn Reporter> = if args.json {
-        Box::new(JsonReporter)
+        Box::new(JsonReporter::default())
     } else {
         Box::new(HumanReporter::new(!args.quiet))
     };
@@ -178,7 +178,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.json {
         eprintln!("{line}");
     } else {
-        println!("{line}");
+        crate::outln!("{line}");
     }
     plot::after_run(&run.path);
     Ok(())

@@ -2,7 +2,7 @@
 //! terminal), JSON lines for scripts, or nothing. Every reporter gets the same
 //! [`StepMetrics`]; `metrics.jsonl` in the run directory is written separately, always.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -18,6 +18,10 @@ pub trait Reporter {
         eprintln!("{message}");
     }
     fn finish(&mut self) {}
+    /// True once stdout's reader has gone away: the run should checkpoint and stop.
+    fn output_closed(&self) -> bool {
+        false
+    }
 }
 
 /// Human output: the lecture's line per step, always on stdout (a terminal, a file or a pipe),
@@ -27,12 +31,17 @@ pub trait Reporter {
 pub struct HumanReporter {
     bar: Option<ProgressBar>,
     lines: bool,
+    closed: bool,
 }
 
 impl HumanReporter {
     /// `lines: false` is `--quiet`: no per-step lines, the bar still shows on a terminal.
     pub fn new(lines: bool) -> Self {
-        Self { bar: None, lines }
+        Self {
+            bar: None,
+            lines,
+            closed: false,
+        }
     }
 }
 
@@ -51,21 +60,24 @@ impl Reporter for HumanReporter {
     }
 
     fn step(&mut self, m: &StepMetrics) {
-        let print = || {
-            if self.lines {
-                println!("{}", m.lecture_line());
-            }
-        };
-        match &self.bar {
+        let lines = self.lines;
+        let print = || !lines || super::stdout_line(&m.lecture_line());
+        let printed = match &self.bar {
             Some(bar) => {
                 if let Some(acc) = m.test_accuracy {
                     bar.set_message(format!("test_accuracy {acc:.4}"));
                 }
-                bar.suspend(print);
+                let printed = bar.suspend(print);
                 bar.inc(1);
+                printed
             }
             None => print(),
-        }
+        };
+        self.closed |= !printed;
+    }
+
+    fn output_closed(&self) -> bool {
+        self.closed
     }
 
     fn note(&mut self, message: &str) {
@@ -83,13 +95,19 @@ impl Reporter for HumanReporter {
 }
 
 /// `--json`: one JSON object per step on stdout, nothing else there.
-pub struct JsonReporter;
+#[derive(Default)]
+pub struct JsonReporter {
+    closed: bool,
+}
 
 impl Reporter for JsonReporter {
     fn step(&mut self, m: &StepMetrics) {
-        let mut out = std::io::stdout().lock();
-        let _ = serde_json::to_writer(&mut out, m);
-        let _ = out.write_all(b"\n");
+        let json = serde_json::to_string(m).expect("metrics serialize");
+        self.closed |= !super::stdout_line(&json);
+    }
+
+    fn output_closed(&self) -> bool {
+        self.closed
     }
 }
 

@@ -230,6 +230,7 @@ impl Trainer<'_> {
                 )
                 .map_err(Error::io(format!("writing {}", metrics_path.display())))?;
                 reporter.step(&m);
+                let output_closed = reporter.output_closed();
 
                 if epoch_end {
                     state.epoch += 1;
@@ -240,7 +241,7 @@ impl Trainer<'_> {
                     && state.global_step.is_multiple_of(config.checkpoint_every);
                 let pause = self.max_steps.is_some_and(|m| state.global_step >= m)
                     && state.epoch < config.epochs;
-                if epoch_end || periodic || stop.is_some() || pause {
+                if epoch_end || periodic || stop.is_some() || pause || output_closed {
                     save(&model, &optim, &state)?;
                     saved_step = Some(state.global_step);
                 }
@@ -253,6 +254,12 @@ impl Trainer<'_> {
                 if let Some((signal, code)) = stop {
                     reporter.finish();
                     return Err(interrupted(signal, code));
+                }
+                if output_closed {
+                    reporter.finish();
+                    return Err(Error::OutputClosed {
+                        resume_command: self.resume_command.clone(),
+                    });
                 }
                 if epoch_end {
                     break;

@@ -4,6 +4,8 @@
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ExperimentConfig, TrainMetrics};
 use crate::data::Split;
@@ -58,8 +60,8 @@ pub fn run_step(
 /// The lecture's train columns, on the step's batch after the update: the loss in training
 /// mode (dropout on, batchnorm on batch statistics) and the correct count in inference mode.
 /// Both run without autodiff on the inner device and leave the batchnorm running statistics
-/// alone; the dropout masks come from a stream of their own (seeded here, reseeded by the next
-/// step), so training is bit-identical to `train_metrics: batch`.
+/// alone; the dropout masks come from a host RNG of their own, seeded by (seed, step), so
+/// training draws nothing different and is bit-identical to `train_metrics: batch`.
 fn lecture_metrics(
     model: &Mlp,
     images: Tensor<2>,
@@ -73,8 +75,8 @@ fn lecture_metrics(
     // Without dropout or batchnorm, training and inference mode compute the same logits: one
     // forward serves both columns.
     let loss = if config.dropout > 0.0 || config.batchnorm {
-        images.device().seed(metrics_seed(config.seed, global_step));
-        cross_entropy(valid.forward_training_mode(images), labels)
+        let mut rng = ChaCha8Rng::seed_from_u64(metrics_seed(config.seed, global_step));
+        cross_entropy(valid.forward_training_mode(images, &mut rng), labels)
     } else {
         cross_entropy(eval_logits, labels)
     };
