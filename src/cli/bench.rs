@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::DataArgs;
+use super::{DataArgs, DeviceArgs};
 use crate::backend::Backend;
 
 /// Measure training and evaluation speed per backend (medians of several runs).
@@ -21,18 +21,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub protocol_reps: usize,
 
-    /// CPU threads (default: one per core).
-    #[arg(long, env = "MNIST_TRAIN_THREADS")]
-    pub threads: Option<usize>,
-
-    /// GPU adapter for the wgpu backend (see `mnist-train --help`).
-    #[arg(
-        long,
-        env = "MNIST_TRAIN_ADAPTER",
-        value_name = "KIND[:N]",
-        default_value = "auto"
-    )]
-    pub adapter: crate::gpu::AdapterChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 
     /// Use only the first N training images (CI smoke runs).
     #[arg(long, value_name = "N")]

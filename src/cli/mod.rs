@@ -78,6 +78,12 @@ pub struct DataArgs {
     #[arg(long)]
     pub offline: bool,
 
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MirrorArgs {
     /// Mirror base URL to download from first (repeatable, or comma-separated in the
     /// environment variable); the public mirrors follow.
     #[arg(
@@ -94,7 +100,7 @@ impl DataArgs {
         DataSource {
             dir: self.data_dir.clone(),
             offline: self.offline,
-            mirrors: self.mirror.clone(),
+            mirrors: self.mirrors.mirror.clone(),
         }
     }
 }
@@ -145,6 +151,13 @@ pub struct RuntimeArgs {
     #[arg(long, value_enum, env = "MNIST_TRAIN_BACKEND")]
     pub backend: Option<Backend>,
 
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// Threads and GPU adapter, for whichever backend runs.
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArgs {
     /// CPU threads for the CPU backends (default: one per core; at most 8 per core).
     #[arg(long, env = "MNIST_TRAIN_THREADS", value_name = "N")]
     pub threads: Option<usize>,
@@ -197,13 +210,6 @@ pub struct DownloadArgs {
     #[arg(long, env = "MNIST_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Mirror base URL to try first (repeatable, or comma-separated in the environment
-    /// variable); the public mirrors follow.
-    #[arg(
-        long,
-        env = "MNIST_TRAIN_MIRROR",
-        value_name = "URL",
-        value_delimiter = ','
-    )]
-    pub mirror: Vec<String>,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
 }

@@ -9,7 +9,7 @@ use crate::cli::BenchArgs;
 use crate::error::{Error, Result};
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if let Some(t) = args.threads {
+    if let Some(t) = args.device.threads {
         crate::backend::check_threads(t)?;
     }
     if args.reps == 0 {
@@ -22,10 +22,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.child {
         let report = measure(&BenchOptions {
             backend: args.backends[0],
-            adapter: args.adapter,
+            adapter: args.device.adapter,
             reps: args.reps,
             protocol_reps: args.protocol_reps,
-            threads: args.threads.unwrap_or_else(crate::backend::cores),
+            threads: args.device.threads.unwrap_or_else(crate::backend::cores),
             train_limit: args.train_limit,
             test_limit: args.test_limit,
             data: args.data.source(),
@@ -41,7 +41,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         [Backend::Flex, Backend::Ndarray, Backend::Wgpu]
             .into_iter()
             .filter(|&b| match b {
-                Backend::Wgpu => crate::gpu::available(args.adapter),
+                Backend::Wgpu => crate::gpu::available(args.device.adapter),
                 _ => b.compiled_in() && b.device().is_ok(),
             })
             .collect()
@@ -70,8 +70,8 @@ fn run_child(args: &BenchArgs, backend: Backend) -> Result<BackendReport> {
     cmd.args(["bench", "--child", "--backends", backend.name()])
         .args(["--reps", &args.reps.to_string()])
         .args(["--protocol-reps", &args.protocol_reps.to_string()])
-        .args(["--adapter", &args.adapter.to_string()]);
-    if let Some(t) = args.threads {
+        .args(["--adapter", &args.device.adapter.to_string()]);
+    if let Some(t) = args.device.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
     if let Some(n) = args.train_limit {

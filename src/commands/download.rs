@@ -8,7 +8,7 @@ pub fn run(args: DownloadArgs) -> Result<()> {
     {
         use crate::data::download::{DownloadOptions, download};
         let dest = crate::data::locate::download_dir(args.dataset, args.data_dir.as_deref())?;
-        let options = DownloadOptions::standard(args.dataset, &args.mirror);
+        let options = DownloadOptions::standard(args.dataset, &args.mirrors.mirror);
         for (file, source) in download(args.dataset, &dest, &options)? {
             crate::outln!("{file}: {source}");
         }

@@ -28,11 +28,11 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Picks the backend and sizes the thread pool; returns the device.
 fn setup_runtime(runtime: &RuntimeArgs) -> Result<(Backend, burn::tensor::Device)> {
-    if let Some(threads) = runtime.threads {
+    if let Some(threads) = runtime.device.threads {
         backend::set_threads(threads)?;
     }
     let backend = runtime.backend.unwrap_or_else(Backend::default_cpu);
-    Ok((backend, backend.device_on(runtime.adapter)?))
+    Ok((backend, backend.device_on(runtime.device.adapter)?))
 }
 
 /// Where to read `dataset` from for a command on the run directory `run`: `--data-dir` or

@@ -61,8 +61,9 @@ fn resume_command(run: &Path, args: &TrainArgs) -> String {
     }
     if let Some(b) = args.runtime.backend {
         cmd.push_str(&format!(" --backend {}", b.name()));
-        if b == Backend::Wgpu && args.runtime.adapter != crate::gpu::AdapterChoice::Auto {
-            cmd.push_str(&format!(" --adapter {}", args.runtime.adapter));
+        let adapter = args.runtime.device.adapter;
+        if b == Backend::Wgpu && adapter != crate::gpu::AdapterChoice::Auto {
+            cmd.push_str(&format!(" --adapter {adapter}"));
         }
     }
     cmd

@@ -52,6 +52,7 @@ mod draw {
     use std::path::{Path, PathBuf};
 
     use plotters::coord::Shift;
+    use plotters::coord::types::RangedCoordf64;
     use plotters::prelude::*;
     use plotters::style::FontStyle;
 
@@ -103,6 +104,24 @@ mod draw {
 
     fn err<E: std::fmt::Display>(e: E) -> String {
         e.to_string()
+    }
+
+    /// Grid and labels of a percentage-vs-training-step chart.
+    fn percent_vs_step_mesh<DB: DrawingBackend>(
+        chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+        y_desc: &str,
+    ) -> Result<(), String> {
+        chart
+            .configure_mesh()
+            .x_desc("training step")
+            .y_desc(y_desc)
+            .x_label_formatter(&int_label)
+            .y_label_formatter(&int_label)
+            .label_style((SANS, 15))
+            .axis_desc_style((SANS, 17))
+            .light_line_style(RGBColor(238, 238, 238))
+            .draw()
+            .map_err(err)
     }
 
     fn encode_png(buf: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, String> {
@@ -206,16 +225,7 @@ mod draw {
             .y_label_area_size(65)
             .build_cartesian_2d(0f64..x_max, 0f64..100f64)
             .map_err(err)?;
-        acc.configure_mesh()
-            .x_desc("training step")
-            .y_desc("accuracy (%)")
-            .x_label_formatter(&int_label)
-            .y_label_formatter(&int_label)
-            .label_style((SANS, 15))
-            .axis_desc_style((SANS, 17))
-            .light_line_style(RGBColor(238, 238, 238))
-            .draw()
-            .map_err(err)?;
+        percent_vs_step_mesh(&mut acc, "accuracy (%)")?;
         let train_acc: Vec<f64> = data.steps.iter().map(|s| s.2).collect();
         let blue = color(0);
         acc.draw_series(LineSeries::new(
@@ -394,17 +404,7 @@ mod draw {
                 .y_label_area_size(65)
                 .build_cartesian_2d(0f64..x_max, y_lo..y_hi)
                 .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc("training step")
-                .y_desc("test accuracy (%)")
-                .x_label_formatter(&int_label)
-                .y_label_formatter(&int_label)
-                .label_style((SANS, 15))
-                .axis_desc_style((SANS, 17))
-                .light_line_style(RGBColor(238, 238, 238))
-                .draw()
-                .map_err(err)?;
+            percent_vs_step_mesh(&mut chart, "test accuracy (%)")?;
             let clamp = |v: f64| v.clamp(y_lo, y_hi);
             for (k, &i) in rows.iter().enumerate() {
                 let c = &report.rows[i].curve;
