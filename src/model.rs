@@ -172,6 +172,17 @@ impl Mlp {
         self.output.forward(x)
     }
 
+    /// Class probabilities (softmax of the logits), one row of 10 per image.
+    pub fn probabilities(&self, images: Tensor<2>) -> Vec<[f32; NUM_CLASSES]> {
+        let p: Vec<f32> = activation::softmax(self.forward(images), 1)
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        p.chunks_exact(NUM_CLASSES)
+            .map(|row| row.try_into().expect("rows of NUM_CLASSES"))
+            .collect()
+    }
+
     /// Hidden layer widths.
     pub fn layer_sizes(&self) -> Vec<usize> {
         self.hidden

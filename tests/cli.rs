@@ -589,3 +589,111 @@ fn thread_counts_far_beyond_the_cores_are_refused() {
         );
     }
 }
+
+#[test]
+fn completions_parse_in_their_shell_and_the_man_page_renders() {
+    let (tmp, data) = setup();
+    for (shell, checker) in [
+        ("bash", Some(["bash", "-n"])),
+        ("zsh", Some(["zsh", "-n"])),
+        ("fish", Some(["fish", "--no-execute"])),
+        ("powershell", None),
+        ("elvish", None),
+    ] {
+        let out = bin(tmp.path(), &data)
+            .args(["completions", shell])
+            .assert()
+            .success();
+        let script = out.get_output().stdout.clone();
+        let text = String::from_utf8(script.clone()).unwrap();
+        // Spelled `--dropout` by most shells, `-l dropout` by fish.
+        for flag in ["dropout", "train-metrics", "resume", "sweep"] {
+            assert!(text.contains(flag), "{shell} completion lacks {flag}");
+        }
+        let Some([prog, arg]) = checker else { continue };
+        if std::process::Command::new(prog)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                prog != "bash",
+                "bash is needed to check the bash completion"
+            );
+            continue; // zsh / fish not installed here
+        }
+        let path = tmp.path().join(format!("completion.{shell}"));
+        fs::write(&path, &script).unwrap();
+        let check = std::process::Command::new(prog)
+            .args([arg, path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{shell} rejects its completion: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    let out = bin(tmp.path(), &data).arg("man").assert().success();
+    let page = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH mnist-train"),
+        "{}",
+        &page[..80]
+    );
+    assert!(page.contains("dropout") && page.contains("resume"));
+    bin(tmp.path(), &data)
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2);
+}
+
+/// Issue 12, part 1: `eval` explains itself — per-class accuracy, the confusion matrix, and
+/// the plots of both, beside the run or in `--out`.
+#[test]
+fn eval_reports_the_confusion_matrix_and_draws_it() {
+    let (tmp, data) = setup();
+    let run = tmp.path().join("run");
+    small_run(&mut bin(tmp.path(), &data), &run)
+        .args(["--eval-every", "0", "--quiet", "--epochs", "2"])
+        .assert()
+        .success();
+    let out = bin(tmp.path(), &data)
+        .args(["eval", "--json", "--checkpoint", run.to_str().unwrap()])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let matrix: Vec<Vec<u64>> = serde_json::from_value(v["confusion_matrix"].clone()).unwrap();
+    assert_eq!(matrix.len(), 10);
+    let total: u64 = matrix.iter().flatten().sum();
+    assert_eq!(total, 200, "every test image counted once");
+    let correct: u64 = (0..10).map(|c| matrix[c][c]).sum();
+    assert_eq!(v["images"], 200);
+    assert_eq!(v["accuracy"].as_f64().unwrap(), correct as f64 / 200.0);
+    assert_eq!(v["accuracy"], summary(&run)["final_test_accuracy"]);
+    let per_class: Vec<f64> = serde_json::from_value(v["per_class_accuracy"].clone()).unwrap();
+    for (c, acc) in per_class.iter().enumerate() {
+        let row: u64 = matrix[c].iter().sum();
+        assert_eq!(*acc, matrix[c][c] as f64 / row as f64);
+    }
+    for file in ["confusion.svg", "confusion.png", "mistakes.png"] {
+        assert!(run.join(file).is_file(), "{file} beside the run");
+    }
+    let svg = fs::read_to_string(run.join("confusion.svg")).unwrap();
+    assert!(svg.contains("predicted class") && svg.contains("true class"));
+
+    let elsewhere = tmp.path().join("report");
+    let out = bin(tmp.path(), &data)
+        .args(["eval", "--checkpoint", run.to_str().unwrap()])
+        .args(["--out", elsewhere.to_str().unwrap()])
+        .assert()
+        .success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.starts_with("test_accuracy: "), "{text}");
+    assert!(
+        text.contains("| class | images | correct | accuracy |"),
+        "{text}"
+    );
+    assert!(text.contains("true \\ pred"), "{text}");
+    assert!(elsewhere.join("mistakes.png").is_file());
+}

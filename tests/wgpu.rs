@@ -236,8 +236,15 @@ fn checkpoints_move_between_cpu_and_wgpu() {
 
     // Each run's final checkpoint, evaluated on the other backend, scores what it did at home.
     for (backend, run) in [("flex", &gpu), ("wgpu", &cpu)] {
+        // The 500 test images the runs were scored on (eval takes the whole set by default).
         let out = on(backend, tmp.path(), &data, &["eval"])
-            .args(["--json", "--checkpoint", run.to_str().unwrap()])
+            .args([
+                "--json",
+                "--test-limit",
+                "500",
+                "--checkpoint",
+                run.to_str().unwrap(),
+            ])
             .assert()
             .success();
         let r: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();

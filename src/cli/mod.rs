@@ -64,6 +64,57 @@ pub enum Command {
     /// Run a sweep of trainings (grid / list of configs × seeds) and tabulate the results.
     #[command(after_help = EXIT_CODES)]
     Sweep(Box<SweepArgs>),
+    /// Classify image files (PNG, JPEG, BMP, PGM/PPM; a directory means its images) and
+    /// test-set images with a trained model.
+    #[command(after_help = EXIT_CODES)]
+    Predict(Box<PredictArgs>),
+    /// Print a shell completion script to stdout, e.g.
+    /// `mnist-train completions bash > ~/.local/share/bash-completion/completions/mnist-train`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout, e.g. `mnist-train man > ~/.local/share/man/man1/mnist-train.1`.
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// A checkpoint directory, or a run directory (its newest checkpoint is used).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+
+    /// Image files or directories. Each image is brought to MNIST's form first: grayscale,
+    /// inverted when the paper is light, cropped to the digit, scaled to fit 20×20, centred
+    /// by its centre of mass in 28×28.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Test-set images to classify, by index (repeatable or comma-separated).
+    #[arg(long, value_name = "N", value_delimiter = ',')]
+    pub test_index: Vec<usize>,
+
+    /// How many of the most likely classes to show.
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub top: usize,
+
+    /// One JSON object per image: file (or test_index and label), prediction, probabilities.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write each image's 28×28 input (what the network saw) as a PNG into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub save_preprocessed: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Where the data is and how to get it.
@@ -195,9 +246,14 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 
-    /// Print the result as JSON.
+    /// Print the result as one JSON object (accuracy, loss, per-class accuracy, confusion
+    /// matrix).
     #[arg(long)]
     pub json: bool,
+
+    /// Directory for `confusion.svg/.png` and `mistakes.png` [default: the run directory].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

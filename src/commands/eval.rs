@@ -1,5 +1,6 @@
-//! `mnist-train eval`: test accuracy and loss of a saved checkpoint, on the whole test set
-//! unless `--test-limit` says otherwise.
+//! `mnist-train eval`: accuracy, loss, per-class accuracy and the confusion matrix of a saved
+//! checkpoint on the whole test set (unless `--test-limit`), with a confusion heatmap and the
+//! most confident mistakes drawn beside the run.
 
 use burn::module::Module;
 
@@ -7,8 +8,12 @@ use crate::cli::EvalArgs;
 use crate::data::batcher::ResidentSet;
 use crate::error::Result;
 use crate::model::Mlp;
+use crate::output::{plot, tables};
 use crate::train::checkpoint::{self, Damaged};
-use crate::train::evaluate;
+use crate::train::evaluate::evaluate_report;
+
+/// Mistakes drawn in `mistakes.png`: a 5 × 5 grid.
+const MISTAKES_SHOWN: usize = 25;
 
 pub fn run(args: EvalArgs) -> Result<()> {
     // An unusable backend is the first thing to report: nothing else can help then.
@@ -42,12 +47,50 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &device,
         backend.eval_chunk(),
     );
-    let result = evaluate(&loaded.model.valid(), &test);
+    let report = evaluate_report(&loaded.model.valid(), &test, MISTAKES_SHOWN);
+    let result = &report.evaluation;
+    let names = config.dataset.class_names();
+
+    // Plots go beside the run (or to --out); failing to draw them is a warning, not a failed
+    // evaluation.
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| super::run_of(&args.checkpoint));
+    let mut written = Vec::new();
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("warning: cannot create {}: {e}; no plots", out.display());
+    } else {
+        let title = format!(
+            "Confusion matrix: {} on {} {} test images ({:.2}% correct)",
+            config.label(),
+            result.images,
+            config.dataset,
+            result.accuracy * 100.0
+        );
+        for drawn in [
+            plot::confusion(&out, &title, &report.confusion, &names),
+            plot::mistakes(&out, &report.mistakes, &data.test.images, &names),
+        ] {
+            match drawn {
+                Ok(paths) => written.extend(paths),
+                Err(e) => eprintln!("warning: could not draw the eval plots: {e}"),
+            }
+        }
+    }
+
     if args.json {
         let json = serde_json::json!({
             "checkpoint": ckpt.dir.display().to_string(),
             "dataset": config.dataset,
             "step": ckpt.state.global_step,
+            "accuracy": result.accuracy,
+            "loss": result.loss,
+            "images": result.images,
+            "per_class_accuracy": report.per_class_accuracy(),
+            "confusion_matrix": report.confusion,
+            "class_names": names,
+            // The names `eval` has always printed, for scripts written against them.
             "test_accuracy": result.accuracy,
             "test_loss": result.loss,
             "test_images": result.images,
@@ -56,14 +99,23 @@ pub fn run(args: EvalArgs) -> Result<()> {
     } else {
         crate::outln!(
             "test_accuracy: {:.4}, test_loss: {:.4} on {} {} test images (checkpoint {} at \
-             step {})",
+             step {})\n\n{}\n{}",
             result.accuracy,
             result.loss,
             result.images,
             config.dataset,
             ckpt.dir.display(),
-            ckpt.state.global_step
+            ckpt.state.global_step,
+            tables::per_class(&report, &names),
+            tables::confusion(&report, &names).trim_end()
         );
+    }
+    if !written.is_empty() {
+        let files: Vec<String> = written
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        eprintln!("wrote {} in {}", files.join(", "), out.display());
     }
     Ok(())
 }

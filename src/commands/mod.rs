@@ -2,8 +2,10 @@
 //! result. The only users of `cli`.
 
 pub mod bench;
+pub mod completions;
 pub mod download;
 pub mod eval;
+pub mod predict;
 pub mod sweep;
 pub mod train;
 
@@ -23,6 +25,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Download(args)) => download::run(args),
         Some(Command::Bench(args)) => bench::run(*args),
         Some(Command::Sweep(args)) => sweep::run(*args),
+        Some(Command::Predict(args)) => predict::run(*args),
+        Some(Command::Completions(args)) => completions::completions(args.shell),
+        Some(Command::Man) => completions::man(),
     }
 }
 

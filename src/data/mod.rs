@@ -8,6 +8,7 @@ pub mod download;
 pub mod idx;
 pub mod load;
 pub mod locate;
+pub mod preprocess;
 
 pub use load::{DataSource, load, load_limited};
 
@@ -33,6 +34,26 @@ impl DatasetName {
         match self {
             DatasetName::Mnist => "mnist",
             DatasetName::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// The name of each class label, 0 to 9.
+    pub fn class_names(self) -> [&'static str; NUM_CLASSES] {
+        match self {
+            DatasetName::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            // Zalando's labels, in label order.
+            DatasetName::FashionMnist => [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod plot;
 pub mod progress;
+pub mod tables;
 
 use std::io::Write;
 

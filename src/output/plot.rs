@@ -47,6 +47,44 @@ pub fn sweep_plots(dir: &Path, report: &SweepReport) -> Result<Vec<PathBuf>, Str
     }
 }
 
+/// `confusion.svg` and `confusion.png`: the confusion matrix as a labelled heatmap (rows = true
+/// class, colour = share of the row).
+pub fn confusion(
+    dir: &Path,
+    title: &str,
+    confusion: &[[u64; 10]; 10],
+    names: &[&str; 10],
+) -> Result<Vec<PathBuf>, String> {
+    #[cfg(feature = "plots")]
+    {
+        draw::confusion(dir, title, confusion, names)
+    }
+    #[cfg(not(feature = "plots"))]
+    {
+        let _ = (dir, title, confusion, names);
+        Ok(Vec::new())
+    }
+}
+
+/// `mistakes.png`: a grid of the given test images, each captioned true → predicted (its
+/// probability).
+pub fn mistakes(
+    dir: &Path,
+    mistakes: &[crate::train::evaluate::Mistake],
+    images: &[u8],
+    names: &[&str; 10],
+) -> Result<Vec<PathBuf>, String> {
+    #[cfg(feature = "plots")]
+    {
+        draw::mistakes(dir, mistakes, images, names)
+    }
+    #[cfg(not(feature = "plots"))]
+    {
+        let _ = (dir, mistakes, images, names);
+        Ok(Vec::new())
+    }
+}
+
 #[cfg(feature = "plots")]
 mod draw {
     use std::path::{Path, PathBuf};
@@ -556,6 +594,168 @@ mod draw {
         }
         Ok(())
     }
+
+    // ---- eval ----------------------------------------------------------------------------
+
+    const CELL: i32 = 62;
+    const GRID_LEFT: i32 = 190;
+    const GRID_TOP: i32 = 110;
+
+    pub fn confusion(
+        dir: &Path,
+        title: &str,
+        confusion: &[[u64; 10]; 10],
+        names: &[&str; 10],
+    ) -> Result<Vec<PathBuf>, String> {
+        let size = (
+            (GRID_LEFT + 10 * CELL + 40) as u32,
+            (GRID_TOP + 10 * CELL + 40) as u32,
+        );
+        render!(
+            &dir.join("confusion"),
+            size,
+            draw_confusion,
+            title,
+            confusion,
+            names
+        )
+    }
+
+    fn draw_confusion<DB: DrawingBackend>(
+        root: &DrawingArea<DB, Shift>,
+        title: &str,
+        confusion: &[[u64; 10]; 10],
+        names: &[&str; 10],
+    ) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let text = |s: &str, (x, y): (i32, i32), size: u32, color: &RGBColor| {
+            root.draw(&Text::new(
+                s.to_string(),
+                (x, y),
+                (SANS, size).into_font().color(color),
+            ))
+            .map_err(err)
+        };
+        text(title, (20, 16), 22, &BLACK)?;
+        text(
+            "predicted class",
+            (GRID_LEFT + 4 * CELL, GRID_TOP - 58),
+            17,
+            &BLACK,
+        )?;
+        text("true class", (20, GRID_TOP - 30), 17, &BLACK)?;
+        for (c, name) in names.iter().enumerate() {
+            let c = c as i32;
+            text(
+                &c.to_string(),
+                (GRID_LEFT + c * CELL + CELL / 2 - 5, GRID_TOP - 26),
+                16,
+                &BLACK,
+            )?;
+            let row_label = if *name == c.to_string() {
+                name.to_string()
+            } else {
+                format!("{c} {name}")
+            };
+            text(
+                &row_label,
+                (20, GRID_TOP + c * CELL + CELL / 2 - 8),
+                16,
+                &BLACK,
+            )?;
+        }
+        for (t, row) in confusion.iter().enumerate() {
+            let total = row.iter().sum::<u64>().max(1) as f64;
+            for (p, &n) in row.iter().enumerate() {
+                let share = n as f64 / total;
+                // White to the palette's blue, by the share of the true class's images.
+                let mix = |w: u8, c: u8| (w as f64 + (c as f64 - w as f64) * share.sqrt()) as u8;
+                let fill = RGBColor(mix(255, 31), mix(255, 119), mix(255, 180));
+                let (x, y) = (GRID_LEFT + p as i32 * CELL, GRID_TOP + t as i32 * CELL);
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + CELL, y + CELL)],
+                    fill.filled(),
+                ))
+                .map_err(err)?;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + CELL, y + CELL)],
+                    RGBColor(220, 220, 220).stroke_width(1),
+                ))
+                .map_err(err)?;
+                if n > 0 {
+                    let ink = if share > 0.4 { WHITE } else { BLACK };
+                    let label = n.to_string();
+                    let dx = 4 * label.len() as i32;
+                    text(&label, (x + CELL / 2 - dx, y + CELL / 2 - 8), 15, &ink)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    const TILE_SCALE: i32 = 4;
+    const TILE_W: i32 = 170;
+    const TILE_H: i32 = 28 * TILE_SCALE + 34;
+    const TILES_PER_ROW: usize = 5;
+
+    pub fn mistakes(
+        dir: &Path,
+        mistakes: &[crate::train::evaluate::Mistake],
+        images: &[u8],
+        names: &[&str; 10],
+    ) -> Result<Vec<PathBuf>, String> {
+        fonts();
+        let rows = mistakes.len().div_ceil(TILES_PER_ROW).max(1) as i32;
+        let size = (
+            (TILE_W * TILES_PER_ROW as i32 + 20) as u32,
+            (60 + rows * TILE_H) as u32,
+        );
+        let path = dir.join("mistakes.png");
+        let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+            root.fill(&WHITE).map_err(err)?;
+            let font = |s: u32| (SANS, s).into_font().color(&BLACK);
+            let title = format!(
+                "The {} most confident mistakes: true → predicted (probability)",
+                mistakes.len()
+            );
+            root.draw(&Text::new(title, (12, 14), font(18)))
+                .map_err(err)?;
+            for (k, m) in mistakes.iter().enumerate() {
+                let x0 = 10 + (k % TILES_PER_ROW) as i32 * TILE_W;
+                let y0 = 50 + (k / TILES_PER_ROW) as i32 * TILE_H;
+                let left = x0 + (TILE_W - 28 * TILE_SCALE) / 2;
+                let pixels = &images[m.index * 784..(m.index + 1) * 784];
+                for (i, &v) in pixels.iter().enumerate() {
+                    // Dark ink on white paper, as a digit is drawn.
+                    let ink = 255 - v;
+                    let (px, py) = (
+                        left + (i % 28) as i32 * TILE_SCALE,
+                        y0 + (i / 28) as i32 * TILE_SCALE,
+                    );
+                    root.draw(&Rectangle::new(
+                        [(px, py), (px + TILE_SCALE, py + TILE_SCALE)],
+                        RGBColor(ink, ink, ink).filled(),
+                    ))
+                    .map_err(err)?;
+                }
+                let caption = format!(
+                    "{} → {} ({:.2})",
+                    names[m.label], names[m.predicted], m.probability
+                );
+                root.draw(&Text::new(
+                    caption,
+                    (x0 + 4, y0 + 28 * TILE_SCALE + 6),
+                    font(14),
+                ))
+                .map_err(err)?;
+            }
+            root.present().map_err(err)?;
+        }
+        write_atomic(&path, &encode_png(&buf, size)?).map_err(err)?;
+        Ok(vec![path])
+    }
 }
 
 #[cfg(all(test, feature = "plots"))]
@@ -697,5 +897,57 @@ mod tests {
         assert_eq!((bars.0, bars.1), (1200, 150 + 46 * 2));
         // Bars are filled with the config's colour at 45% over white.
         assert!(count(&bars, [154, 194, 221]) > 500, "a filled bar");
+    }
+
+    #[test]
+    fn confusion_heatmap_and_mistakes_grid() {
+        use crate::data::DatasetName;
+        use crate::train::evaluate::Mistake;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut m = [[0u64; 10]; 10];
+        for (c, row) in m.iter_mut().enumerate() {
+            row[c] = 95;
+            row[(c + 3) % 10] = 5;
+        }
+        let names = DatasetName::FashionMnist.class_names();
+        let paths = confusion(tmp.path(), "Confusion of a test", &m, &names).unwrap();
+        assert_eq!(
+            paths,
+            [
+                tmp.path().join("confusion.svg"),
+                tmp.path().join("confusion.png")
+            ]
+        );
+        let svg = std::fs::read_to_string(&paths[0]).unwrap();
+        assert!(svg.contains("Confusion of a test") && svg.contains("9 Ankle boot"));
+        let png = decode(&paths[1]);
+        assert_eq!((png.0, png.1), (190 + 620 + 40, 110 + 620 + 40));
+        // Cell (true 0, predicted 0) holds 95% of its row: deep blue; (0, 1) is empty: white.
+        let diag = pixel(&png, 190 + 4, 110 + 4);
+        assert!(diag[0] < 60 && diag[2] > 150, "{diag:?}");
+        assert_eq!(pixel(&png, 190 + 62 + 4, 110 + 4), [255, 255, 255]);
+
+        // Three images with a bright vertical bar in column 14.
+        let mut images = vec![0u8; 3 * 784];
+        for (i, p) in images.iter_mut().enumerate() {
+            if i % 28 == 14 {
+                *p = 255;
+            }
+        }
+        let wrong = |index| Mistake {
+            index,
+            label: 1,
+            predicted: 7,
+            probability: 0.9,
+        };
+        let paths = mistakes(tmp.path(), &[wrong(0), wrong(2)], &images, &names).unwrap();
+        let png = decode(&paths[0]);
+        assert_eq!((png.0, png.1), (5 * 170 + 20, 60 + 28 * 4 + 34));
+        // The first tile's image starts at x = 10 + (170 - 112) / 2, y = 50: its bar is ink.
+        assert_eq!(pixel(&png, 39 + 14 * 4 + 1, 50 + 10 * 4 + 1), [0, 0, 0]);
+        assert_eq!(
+            pixel(&png, 39 + 2 * 4 + 1, 50 + 10 * 4 + 1),
+            [255, 255, 255]
+        );
     }
 }

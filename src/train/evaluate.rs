@@ -1,8 +1,10 @@
 //! Test-set evaluation, shared by the training loop and `mnist-train eval`.
 
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::data::NUM_CLASSES;
 use crate::data::batcher::ResidentSet;
 use crate::model::{Mlp, correct_count, cross_entropy};
 
@@ -40,5 +42,84 @@ pub fn evaluate(model: &Mlp, set: &ResidentSet) -> Evaluation {
         accuracy: correct as f64 / set.len as f64,
         loss: loss as f64 / set.len as f64,
         images: set.len,
+    }
+}
+
+/// What `mnist-train eval` reports: the overall numbers, the confusion matrix and the most
+/// confident mistakes.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub evaluation: Evaluation,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: [[u64; NUM_CLASSES]; NUM_CLASSES],
+    /// Wrong predictions, most confident first.
+    pub mistakes: Vec<Mistake>,
+}
+
+/// A test image the model got wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mistake {
+    /// Index in the test set.
+    pub index: usize,
+    pub label: usize,
+    pub predicted: usize,
+    /// The model's probability for `predicted`.
+    pub probability: f32,
+}
+
+impl Report {
+    /// Accuracy of each class: the diagonal over the row sums (NaN for a class absent from
+    /// the set).
+    pub fn per_class_accuracy(&self) -> Vec<f64> {
+        self.confusion
+            .iter()
+            .enumerate()
+            .map(|(c, row)| row[c] as f64 / row.iter().sum::<u64>() as f64)
+            .collect()
+    }
+}
+
+/// Evaluates like [`evaluate`], reading back every image's class probabilities (10 floats per
+/// image) to fill the confusion matrix and keep the `keep_mistakes` most confident mistakes.
+pub fn evaluate_report(model: &Mlp, set: &ResidentSet, keep_mistakes: usize) -> Report {
+    let mut confusion = [[0u64; NUM_CLASSES]; NUM_CLASSES];
+    let mut mistakes = Vec::new();
+    let mut loss_sum = 0f64;
+    let mut offset = 0;
+    for (images, labels) in &set.chunks {
+        let log_probs = log_softmax(model.forward(images.clone()), 1);
+        let log_probs: Vec<f32> = log_probs.into_data().iter::<f32>().collect();
+        let labels: Vec<i64> = labels.clone().into_data().iter::<i64>().collect();
+        for (i, (row, &label)) in log_probs.chunks_exact(NUM_CLASSES).zip(&labels).enumerate() {
+            let label = label as usize;
+            let predicted = row
+                .iter()
+                .enumerate()
+                .fold(0, |best, (c, &v)| if v > row[best] { c } else { best });
+            confusion[label][predicted] += 1;
+            loss_sum -= row[label] as f64;
+            if predicted != label {
+                mistakes.push(Mistake {
+                    index: offset + i,
+                    label,
+                    predicted,
+                    probability: row[predicted].exp(),
+                });
+            }
+        }
+        offset += labels.len();
+    }
+    mistakes.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    mistakes.truncate(keep_mistakes);
+    let correct: u64 = (0..NUM_CLASSES).map(|c| confusion[c][c]).sum();
+    let images = set.len.max(1) as f64;
+    Report {
+        evaluation: Evaluation {
+            accuracy: correct as f64 / images,
+            loss: loss_sum / images,
+            images: set.len,
+        },
+        confusion,
+        mistakes,
     }
 }
