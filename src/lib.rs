@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod gpu;
 pub mod model;
 pub mod output;

@@ -172,6 +172,39 @@ impl Mlp {
         self.output.forward(x)
     }
 
+    /// The trained parameters on the host, in Burn's layout, for exporters.
+    pub fn weights(&self) -> MlpWeights {
+        self.settle_running_stats();
+        let host = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
+        let dense = |layer: &Linear| {
+            let [d_in, d_out] = layer.weight.shape().dims::<2>();
+            DenseWeights {
+                d_in,
+                d_out,
+                weight: layer.weight.val().into_data().iter::<f32>().collect(),
+                bias: layer
+                    .bias
+                    .as_ref()
+                    .map_or_else(|| vec![0.0; d_out], |b| host(b.val())),
+            }
+        };
+        MlpWeights {
+            hidden: self.hidden.iter().map(dense).collect(),
+            norms: self
+                .norms
+                .iter()
+                .map(|n| NormWeights {
+                    gamma: host(n.gamma.val()),
+                    beta: host(n.beta.val()),
+                    running_mean: host(n.running_mean.value()),
+                    running_var: host(n.running_var.value()),
+                    epsilon: n.epsilon,
+                })
+                .collect(),
+            output: dense(&self.output),
+        }
+    }
+
     /// Class probabilities (softmax of the logits), one row of 10 per image.
     pub fn probabilities(&self, images: Tensor<2>) -> Vec<[f32; NUM_CLASSES]> {
         let p: Vec<f32> = activation::softmax(self.forward(images), 1)
@@ -229,6 +262,35 @@ impl Mlp {
         }
         out
     }
+}
+
+/// A dense layer's parameters on the host: `weight` is `[d_in, d_out]`, row-major (Burn's
+/// layout; PyTorch's is the transpose).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseWeights {
+    pub d_in: usize,
+    pub d_out: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// A batchnorm layer's parameters and running statistics on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormWeights {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub running_mean: Vec<f32>,
+    pub running_var: Vec<f32>,
+    pub epsilon: f64,
+}
+
+/// Everything an exporter needs of a trained [`Mlp`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlpWeights {
+    pub hidden: Vec<DenseWeights>,
+    /// One per hidden layer with batchnorm, else empty.
+    pub norms: Vec<NormWeights>,
+    pub output: DenseWeights,
 }
 
 /// Mean cross-entropy of `logits` against integer `labels`.

@@ -697,3 +697,89 @@ fn eval_reports_the_confusion_matrix_and_draws_it() {
     assert!(text.contains("true \\ pred"), "{text}");
     assert!(elsewhere.join("mistakes.png").is_file());
 }
+
+/// Issue 12, part 3: the exports hold the network in PyTorch's names and layout (checked
+/// numerically in Python by scripts/check-exports.sh in CI).
+#[test]
+fn export_writes_safetensors_in_pytorch_layout_and_an_onnx_model() {
+    let (tmp, data) = setup();
+    let run = tmp.path().join("run");
+    small_run(&mut bin(tmp.path(), &data), &run)
+        .args([
+            "--eval-every",
+            "0",
+            "--quiet",
+            "--batchnorm",
+            "--activation",
+            "tanh",
+        ])
+        .assert()
+        .success();
+    let st = tmp.path().join("model.safetensors");
+    bin(tmp.path(), &data)
+        .args([
+            "export",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--format",
+            "safetensors",
+        ])
+        .args(["--output", st.to_str().unwrap()])
+        .assert()
+        .success();
+    let bytes = fs::read(&st).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let shape = |name: &str| file.tensor(name).unwrap().shape().to_vec();
+    assert_eq!(shape("hidden.0.weight"), [64, 784], "[out, in] as PyTorch");
+    assert_eq!(shape("hidden.1.weight"), [32, 64]);
+    assert_eq!(shape("hidden.1.bias"), [32]);
+    assert_eq!(shape("norm.0.running_var"), [64]);
+    assert_eq!(shape("output.weight"), [10, 32]);
+    let info = meta.metadata().as_ref().unwrap();
+    assert_eq!(info["activation"], "tanh");
+    assert_eq!(info["hidden"], "[64,32]");
+    assert_eq!(info["batchnorm"], "true");
+    // The first layer's weight transposed from the checkpoint's [in, out].
+    let w = final_weights(&run);
+    let exported: Vec<f32> = file
+        .tensor("hidden.0.weight")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(exported[1], w[64], "row 0, column 1 = Burn's [1][0]");
+
+    let onnx = tmp.path().join("model.onnx");
+    bin(tmp.path(), &data)
+        .args([
+            "export",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--format",
+            "onnx",
+        ])
+        .args(["-o", onnx.to_str().unwrap()])
+        .assert()
+        .success();
+    let model = fs::read(&onnx).unwrap();
+    assert_eq!(model[..2], [0x08, 8], "ModelProto.ir_version = 8");
+    let text = String::from_utf8_lossy(&model);
+    for op in [
+        "Gemm",
+        "BatchNormalization",
+        "Tanh",
+        "logits",
+        "hidden.0.weight",
+    ] {
+        assert!(text.contains(op), "{op} in the ONNX graph");
+    }
+    assert_fails(
+        bin(tmp.path(), &data)
+            .args(["export", "--checkpoint", "nowhere", "--format", "onnx"])
+            .args(["-o", "x.onnx"]),
+        4,
+        "nowhere",
+    );
+}

@@ -68,6 +68,9 @@ pub enum Command {
     /// test-set images with a trained model.
     #[command(after_help = EXIT_CODES)]
     Predict(Box<PredictArgs>),
+    /// Write a checkpoint's model as safetensors (PyTorch's names and layout) or ONNX.
+    #[command(after_help = EXIT_CODES)]
+    Export(Box<ExportArgs>),
     /// Print a shell completion script to stdout, e.g.
     /// `mnist-train completions bash > ~/.local/share/bash-completion/completions/mnist-train`.
     Completions(CompletionsArgs),
@@ -108,6 +111,30 @@ pub struct PredictArgs {
 
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Tensors `hidden.{i}.weight` [out, in], `hidden.{i}.bias`, `norm.{i}.*`, `output.*`;
+    /// architecture, activation and input format in the metadata.
+    Safetensors,
+    /// An ONNX graph (opset 13): input `input` [N, 784] in [0, 1], output `logits` [N, 10].
+    Onnx,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// A checkpoint directory, or a run directory (its newest checkpoint is used).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+
+    /// The file format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+
+    /// The file to write.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod completions;
 pub mod download;
 pub mod eval;
+pub mod export;
 pub mod predict;
 pub mod sweep;
 pub mod train;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench(args)) => bench::run(*args),
         Some(Command::Sweep(args)) => sweep::run(*args),
         Some(Command::Predict(args)) => predict::run(*args),
+        Some(Command::Export(args)) => export::run(*args),
         Some(Command::Completions(args)) => completions::completions(args.shell),
         Some(Command::Man) => completions::man(),
     }

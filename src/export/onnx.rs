@@ -1,0 +1,231 @@
+//! ONNX export. Written here with a minimal protobuf encoder: Burn 0.22's ONNX support
+//! (burn-onnx) imports models; its export is experimental and not in the crates this project
+//! builds on, and the handful of ONNX messages an MLP needs (a graph of Gemm,
+//! BatchNormalization and one activation op per layer, with the weights as initializers) is
+//! small enough to encode directly. onnxruntime checks the result in CI.
+
+use std::path::Path;
+
+use crate::config::{Activation, ExperimentConfig};
+use crate::error::Result;
+use crate::model::MlpWeights;
+use crate::run::write_atomic;
+
+/// ONNX IR version 8 and opset 13: every op used here exists there, and onnxruntime since
+/// 1.10 runs them.
+const IR_VERSION: u64 = 8;
+const OPSET: u64 = 13;
+/// TensorProto.DataType.FLOAT.
+const FLOAT: u64 = 1;
+
+/// A protobuf message being written: fields appended in order.
+#[derive(Default)]
+struct Msg(Vec<u8>);
+
+impl Msg {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+    fn key(&mut self, field: u32, wire: u8) {
+        self.varint(((field as u64) << 3) | wire as u64);
+    }
+    fn int(&mut self, field: u32, v: u64) -> &mut Self {
+        self.key(field, 0);
+        self.varint(v);
+        self
+    }
+    fn float(&mut self, field: u32, v: f32) -> &mut Self {
+        self.key(field, 5);
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn bytes(&mut self, field: u32, b: &[u8]) -> &mut Self {
+        self.key(field, 2);
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+        self
+    }
+    fn str(&mut self, field: u32, s: &str) -> &mut Self {
+        self.bytes(field, s.as_bytes())
+    }
+    fn msg(&mut self, field: u32, m: Msg) -> &mut Self {
+        self.bytes(field, &m.0)
+    }
+}
+
+/// TensorProto: a named float tensor.
+fn initializer(name: &str, dims: &[usize], values: &[f32]) -> Msg {
+    let mut t = Msg::default();
+    for &d in dims {
+        t.int(1, d as u64);
+    }
+    t.int(2, FLOAT).str(8, name);
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    t.bytes(9, &raw);
+    t
+}
+
+/// AttributeProto, a float (type FLOAT = 1).
+fn attr_float(name: &str, v: f32) -> Msg {
+    let mut a = Msg::default();
+    a.str(1, name).float(2, v).int(20, 1);
+    a
+}
+
+/// NodeProto.
+fn node(op: &str, name: &str, inputs: &[&str], output: &str, attrs: Vec<Msg>) -> Msg {
+    let mut n = Msg::default();
+    for i in inputs {
+        n.str(1, i);
+    }
+    n.str(2, output).str(3, name).str(4, op);
+    for a in attrs {
+        n.msg(5, a);
+    }
+    n
+}
+
+/// ValueInfoProto of a float tensor `[N, width]`, N symbolic (any batch size).
+fn value_info(name: &str, width: usize) -> Msg {
+    let mut batch = Msg::default();
+    batch.str(2, "N");
+    let mut features = Msg::default();
+    features.int(1, width as u64);
+    let mut shape = Msg::default();
+    shape.msg(1, batch).msg(1, features);
+    let mut tensor = Msg::default();
+    tensor.int(1, FLOAT).msg(2, shape);
+    let mut ty = Msg::default();
+    ty.msg(1, tensor);
+    let mut v = Msg::default();
+    v.str(1, name).msg(2, ty);
+    v
+}
+
+/// The activation as an ONNX node; every activation the trainer has exists in ONNX.
+fn activation(config: &ExperimentConfig, name: &str, input: &str, output: &str) -> Msg {
+    match config.activation {
+        Activation::Relu => node("Relu", name, &[input], output, vec![]),
+        Activation::Sigmoid => node("Sigmoid", name, &[input], output, vec![]),
+        Activation::Tanh => node("Tanh", name, &[input], output, vec![]),
+        Activation::Elu => node(
+            "Elu",
+            name,
+            &[input],
+            output,
+            vec![attr_float("alpha", 1.0)],
+        ),
+        // ONNX's defaults are SELU's constants, as Burn's.
+        Activation::Selu => node("Selu", name, &[input], output, vec![]),
+        Activation::LeakyRelu => node(
+            "LeakyRelu",
+            name,
+            &[input],
+            output,
+            vec![attr_float("alpha", config.leaky_relu_slope as f32)],
+        ),
+    }
+}
+
+/// Writes the model as an ONNX file: input `input` float `[N, 784]` in [0, 1], output
+/// `logits` float `[N, 10]`, any batch size N.
+pub fn write(weights: &MlpWeights, config: &ExperimentConfig, path: &Path) -> Result<()> {
+    let mut graph = Msg::default();
+    let mut inits = Vec::new();
+    let mut x = "input".to_string();
+    for (i, d) in weights.hidden.iter().enumerate() {
+        let (w, b) = (format!("hidden.{i}.weight"), format!("hidden.{i}.bias"));
+        // Burn's [in, out] layout is Gemm's B without transposition.
+        inits.push(initializer(&w, &[d.d_in, d.d_out], &d.weight));
+        inits.push(initializer(&b, &[d.d_out], &d.bias));
+        let dense = format!("hidden.{i}.dense");
+        graph.msg(1, node("Gemm", &dense, &[&x, &w, &b], &dense, vec![]));
+        x = dense;
+        if let Some(n) = weights.norms.get(i) {
+            let names: Vec<String> = ["weight", "bias", "running_mean", "running_var"]
+                .iter()
+                .map(|p| format!("norm.{i}.{p}"))
+                .collect();
+            for (name, v) in names
+                .iter()
+                .zip([&n.gamma, &n.beta, &n.running_mean, &n.running_var])
+            {
+                inits.push(initializer(name, &[v.len()], v));
+            }
+            let out = format!("norm.{i}");
+            let inputs: Vec<&str> = std::iter::once(x.as_str())
+                .chain(names.iter().map(String::as_str))
+                .collect();
+            graph.msg(
+                1,
+                node(
+                    "BatchNormalization",
+                    &out,
+                    &inputs,
+                    &out,
+                    vec![attr_float("epsilon", n.epsilon as f32)],
+                ),
+            );
+            x = out;
+        }
+        let act = format!("hidden.{i}.activation");
+        graph.msg(1, activation(config, &act, &x, &act));
+        x = act;
+    }
+    let o = &weights.output;
+    inits.push(initializer("output.weight", &[o.d_in, o.d_out], &o.weight));
+    inits.push(initializer("output.bias", &[o.d_out], &o.bias));
+    graph.msg(
+        1,
+        node(
+            "Gemm",
+            "output",
+            &[&x, "output.weight", "output.bias"],
+            "logits",
+            vec![],
+        ),
+    );
+    graph.str(2, &format!("mnist-train {}", config.label()));
+    for init in inits {
+        graph.msg(5, init);
+    }
+    graph.msg(11, value_info("input", crate::data::IMAGE_PIXELS));
+    graph.msg(12, value_info("logits", o.d_out));
+
+    let mut opset = Msg::default();
+    opset.str(1, "").int(2, OPSET);
+    let mut model = Msg::default();
+    model
+        .int(1, IR_VERSION)
+        .str(2, "mnist-train")
+        .str(3, env!("CARGO_PKG_VERSION"))
+        .msg(7, graph)
+        .msg(8, opset);
+    let mut doc = Msg::default();
+    // ModelProto.doc_string (6): the input format, for whoever opens the file.
+    doc.str(6, super::INPUT_DOC);
+    model.0.extend_from_slice(&doc.0);
+    write_atomic(path, &model.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_and_fields_encode_as_protobuf_does() {
+        let mut m = Msg::default();
+        m.int(1, 150);
+        assert_eq!(m.0, [0x08, 0x96, 0x01], "the protobuf guide's example");
+        let mut m = Msg::default();
+        m.str(2, "testing");
+        assert_eq!(m.0[..2], [0x12, 0x07]);
+        let mut m = Msg::default();
+        m.float(2, 1.0);
+        assert_eq!(m.0, [0x15, 0x00, 0x00, 0x80, 0x3f]);
+    }
+}
