@@ -1,8 +1,9 @@
-//! ONNX export. Written here with a minimal protobuf encoder: Burn 0.22's ONNX support
-//! (burn-onnx) imports models; its export is experimental and not in the crates this project
-//! builds on, and the handful of ONNX messages an MLP needs (a graph of Gemm,
-//! BatchNormalization and one activation op per layer, with the weights as initializers) is
-//! small enough to encode directly. onnxruntime checks the result in CI.
+//! ONNX export, written with a minimal protobuf encoder. burn-onnx 0.22 has an experimental
+//! `export` feature, but it needs Burn's `capture`, `extension` and `ir` features — another
+//! build of the whole Burn stack for every user, for an experimental graph-capture API — while
+//! the handful of ONNX messages an MLP needs (a graph of Gemm, BatchNormalization and one
+//! activation op per layer, with the weights as initializers) is small enough to encode
+//! directly. onnxruntime checks the result in CI (scripts/check-exports.sh).
 
 use std::path::Path;
 
