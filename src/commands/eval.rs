@@ -7,9 +7,7 @@ use burn::module::Module;
 use crate::cli::EvalArgs;
 use crate::data::batcher::ResidentSet;
 use crate::error::Result;
-use crate::model::Mlp;
 use crate::output::{plot, tables};
-use crate::train::checkpoint::{self, Damaged};
 use crate::train::evaluate::evaluate_report;
 
 /// Mistakes drawn in `mistakes.png`: a 5 × 5 grid.
@@ -18,18 +16,7 @@ const MISTAKES_SHOWN: usize = 25;
 pub fn run(args: EvalArgs) -> Result<()> {
     // An unusable backend is the first thing to report: nothing else can help then.
     let (backend, device) = super::setup_runtime(&args.runtime)?;
-    // A reader: damaged checkpoints are passed over but left where they are (a trainer may be
-    // writing beside us; it moves them aside when it resumes).
-    let loaded = checkpoint::load_newest(
-        &args.checkpoint,
-        None,
-        Damaged::Skip,
-        &|c| Mlp::new(c, &device),
-        None,
-    )?;
-    for line in &loaded.skipped {
-        eprintln!("warning: {line}");
-    }
+    let loaded = super::load_model(&args.checkpoint, &device)?;
     let ckpt = &loaded.checkpoint;
     let mut config = ckpt.state.config.clone();
     if let Some(d) = args.dataset {

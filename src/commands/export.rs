@@ -2,21 +2,10 @@
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::error::Result;
-use crate::model::Mlp;
-use crate::train::checkpoint::{self, Damaged};
 
 pub fn run(args: ExportArgs) -> Result<()> {
     let device = crate::backend::Backend::default_cpu().device()?;
-    let loaded = checkpoint::load_newest(
-        &args.checkpoint,
-        None,
-        Damaged::Skip,
-        &|c| Mlp::new(c, &device),
-        None,
-    )?;
-    for line in &loaded.skipped {
-        eprintln!("warning: {line}");
-    }
+    let loaded = super::load_model(&args.checkpoint, &device)?;
     let config = &loaded.checkpoint.state.config;
     let weights = loaded.model.weights();
     match args.format {

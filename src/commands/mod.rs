@@ -16,6 +16,8 @@ use crate::backend::{self, Backend};
 use crate::cli::{Cli, Command, DataArgs, RuntimeArgs};
 use crate::data::{DataSource, DatasetName, locate};
 use crate::error::Result;
+use crate::model::Mlp;
+use crate::train::checkpoint::{self, Damaged};
 
 /// Runs the subcommand the command line names (training when it names none).
 pub fn run(cli: Cli) -> Result<()> {
@@ -56,6 +58,18 @@ fn data_source_for_run(args: &DataArgs, run: &Path, dataset: DatasetName) -> Dat
         source.dir = Some(dir);
     }
     source
+}
+
+/// The model of the newest checkpoint of `path` that loads, for commands that only read it
+/// (`eval`, `predict`, `export`): damaged checkpoints are passed over with a warning and left
+/// where they are (a trainer may be writing beside us; it moves them aside when it resumes).
+fn load_model(path: &Path, device: &burn::tensor::Device) -> Result<checkpoint::Loaded> {
+    let loaded =
+        checkpoint::load_newest(path, None, Damaged::Skip, &|c| Mlp::new(c, device), None)?;
+    for line in &loaded.skipped {
+        eprintln!("warning: {line}");
+    }
+    Ok(loaded)
 }
 
 /// The run directory a checkpoint path belongs to: the path itself when it is a run

@@ -9,8 +9,6 @@ use crate::cli::PredictArgs;
 use crate::data::preprocess::{self, IMAGE_EXTENSIONS};
 use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
 use crate::error::{Error, Result};
-use crate::model::Mlp;
-use crate::train::checkpoint::{self, Damaged};
 
 /// One image to classify: where it came from and its 28×28 pixels.
 struct Input {
@@ -59,16 +57,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         });
     }
     let (_, device) = super::setup_runtime(&args.runtime)?;
-    let loaded = checkpoint::load_newest(
-        &args.checkpoint,
-        None,
-        Damaged::Skip,
-        &|c| Mlp::new(c, &device),
-        None,
-    )?;
-    for line in &loaded.skipped {
-        eprintln!("warning: {line}");
-    }
+    let loaded = super::load_model(&args.checkpoint, &device)?;
     let config = &loaded.checkpoint.state.config;
     let names = config.dataset.class_names();
 
