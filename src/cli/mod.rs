@@ -53,7 +53,8 @@ pub enum Command {
     /// Train a model (the default when no subcommand is given).
     #[command(after_help = EXIT_CODES)]
     Train(Box<TrainArgs>),
-    /// Report test accuracy and loss of a saved checkpoint.
+    /// Report a checkpoint's test accuracy, loss, per-class accuracy and confusion matrix,
+    /// and draw the confusion heatmap and its most confident mistakes.
     #[command(after_help = EXIT_CODES)]
     Eval(Box<EvalArgs>),
     /// Download and verify a dataset.
