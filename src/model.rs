@@ -111,15 +111,29 @@ impl Mlp {
 
     /// Logits `[batch, 10]` for images `[batch, 784]` scaled to [0, 1].
     pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
+        self.forward_with(
+            images,
+            |norm, x| norm.forward(x),
+            |dropout, x| dropout.forward(x),
+        )
+    }
+
+    /// The layers in order, with batchnorm and dropout as the caller computes them.
+    fn forward_with(
+        &self,
+        images: Tensor<2>,
+        norm: impl Fn(&BatchNorm, Tensor<2>) -> Tensor<2>,
+        mut dropout: impl FnMut(&Dropout, Tensor<2>) -> Tensor<2>,
+    ) -> Tensor<2> {
         let mut x = images;
         for (i, layer) in self.hidden.iter().enumerate() {
             x = layer.forward(x);
-            if let Some(norm) = self.norms.get(i) {
-                x = norm.forward(x);
+            if let Some(n) = self.norms.get(i) {
+                x = norm(n, x);
             }
             x = self.activation.apply(x);
-            if let Some(dropout) = &self.dropout {
-                x = dropout.forward(x);
+            if let Some(d) = &self.dropout {
+                x = dropout(d, x);
             }
         }
         self.output.forward(x)
@@ -137,39 +151,34 @@ impl Mlp {
         images: Tensor<2>,
         rng: &mut impl rand::RngCore,
     ) -> Tensor<2> {
-        let mut x = images;
-        for (i, layer) in self.hidden.iter().enumerate() {
-            x = layer.forward(x);
-            if let Some(norm) = self.norms.get(i) {
-                x = burn::tensor::module::batch_norm_train(
-                    x,
-                    norm.gamma.val(),
-                    norm.beta.val(),
-                    norm.epsilon,
-                )
-                .output;
-            }
-            x = self.activation.apply(x);
-            if let Some(dropout) = &self.dropout {
-                // As Burn's Dropout: keep with probability 1 - p, scale the kept by 1 / (1 - p).
-                let keep = 1.0 - dropout.prob;
-                let dims = x.dims();
-                let threshold = (keep * 4_294_967_296.0) as u64;
-                let scale = (1.0 / keep) as f32;
-                let mask: Vec<f32> = (0..dims[0] * dims[1])
-                    .map(|_| {
-                        if (rng.next_u32() as u64) < threshold {
-                            scale
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect();
-                let mask = Tensor::from_data(TensorData::new(mask, dims), &x.device());
-                x = x * mask;
-            }
-        }
-        self.output.forward(x)
+        let batch_statistics = |norm: &BatchNorm, x| {
+            burn::tensor::module::batch_norm_train(
+                x,
+                norm.gamma.val(),
+                norm.beta.val(),
+                norm.epsilon,
+            )
+            .output
+        };
+        // As Burn's Dropout: keep with probability 1 - p, scale the kept by 1 / (1 - p).
+        let host_mask = |dropout: &Dropout, x: Tensor<2>| {
+            let keep = 1.0 - dropout.prob;
+            let dims = x.dims();
+            let threshold = (keep * 4_294_967_296.0) as u64;
+            let scale = (1.0 / keep) as f32;
+            let mask: Vec<f32> = (0..dims[0] * dims[1])
+                .map(|_| {
+                    if (rng.next_u32() as u64) < threshold {
+                        scale
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let mask = Tensor::from_data(TensorData::new(mask, dims), &x.device());
+            x * mask
+        };
+        self.forward_with(images, batch_statistics, host_mask)
     }
 
     /// The trained parameters on the host, in Burn's layout, for exporters.

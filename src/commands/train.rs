@@ -13,7 +13,7 @@ use crate::output::progress::{HumanReporter, JsonReporter, Reporter};
 use crate::run::{self, RunDir, RunInfo};
 use crate::signals::StopFlag;
 use crate::train::checkpoint::{self, Damaged};
-use crate::train::{Outcome, Trainer, optimizer, resume};
+use crate::train::{Outcome, Trainer, optimizer};
 
 /// The config a `train` invocation asks for, where its run goes, and whether it continues
 /// from a checkpoint there.
@@ -99,14 +99,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         for line in &loaded.skipped {
             eprintln!("warning: {line}");
         }
-        let saved = &loaded.checkpoint.state;
-        // Before config.json is rewritten: a refused resume leaves the run as it was.
-        resume::check_changes(&saved.config, &config, saved.epoch, saved.step_in_epoch)?;
         Some(loaded)
     } else {
         None
     };
-    run.write_config(&config)?;
     run.write_info(&RunInfo {
         data_dir: Some(std::path::absolute(&data.dir).unwrap_or_else(|_| data.dir.clone())),
     })?;
@@ -116,30 +112,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         Box::new(HumanReporter::new(!args.quiet))
     };
-    reporter.note(&format!(
-        "{} {}: {} on {} ({} train / {} test images from {}), backend {}, run {}",
-        if resume.is_some() {
-            "resuming"
-        } else {
-            "training"
-        },
-        config.label(),
-        config.architecture(),
-        config.dataset,
-        data.train.len(),
-        data.test.len(),
-        data.dir.display(),
-        backend.name(),
-        run.path.display(),
-    ));
-    if let Some(loaded) = &resume {
-        reporter.note(&format!(
-            "from checkpoint {} (step {})",
-            loaded.checkpoint.dir.display(),
-            loaded.checkpoint.state.global_step
-        ));
-    }
-
     let resume_command = resume_command(&run.path, &args);
     let outcome = Trainer {
         resume_command: resume_command.clone(),

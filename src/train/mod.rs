@@ -85,6 +85,13 @@ impl Trainer<'_> {
         let total_steps = steps_per_epoch * config.epochs;
         let batch = config.batch_size;
 
+        let from = self.resume.as_ref().map(|l| {
+            format!(
+                "\nfrom checkpoint {} (step {})",
+                l.checkpoint.dir.display(),
+                l.checkpoint.state.global_step
+            )
+        });
         let (mut model, mut optim, mut state) = match self.resume {
             Some(loaded) => {
                 let saved = &loaded.checkpoint.state;
@@ -118,6 +125,25 @@ impl Trainer<'_> {
                 )
             }
         };
+        // Only now, with any resume accepted: a refused one leaves config.json as it was.
+        self.run.write_config(config)?;
+        reporter.note(&format!(
+            "{} {}: {} on {} ({} train / {} test images from {}), backend {}, run {}{}",
+            if from.is_some() {
+                "resuming"
+            } else {
+                "training"
+            },
+            config.label(),
+            config.architecture(),
+            config.dataset,
+            self.data.train.len(),
+            self.data.test.len(),
+            self.data.dir.display(),
+            self.backend_name,
+            self.run.path.display(),
+            from.unwrap_or_default(),
+        ));
         // The loaded position is where the old epoch count left off; a longer --epochs
         // continues from there.
         if state.epoch >= config.epochs {
