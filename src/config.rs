@@ -210,6 +210,10 @@ experiment_keys! {
     /// Keep the newest N checkpoints [default: 3].
     [value_name = "N"]
     keep_checkpoints: req usize = 3;
+    /// Write a TensorBoard event file of the metrics into the run directory
+    /// (`--tensorboard=false` or `--no-tensorboard` to skip it) [default: true].
+    [num_args = 0..=1, default_missing_value = "true", value_name = "BOOL"]
+    tensorboard: req bool = true;
 }
 
 /// Largest hidden layer we accept; beyond this an MLP on 784 inputs is a typo, not a plan.

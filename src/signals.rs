@@ -1,6 +1,9 @@
 //! Graceful stop: the first SIGINT or SIGTERM asks the loop to finish its step and checkpoint;
-//! a second one exits at once. Before training starts (finding, downloading and loading the
-//! data) there is nothing to save, so a signal then exits at once too.
+//! a second SIGINT (a user pressing Ctrl-C again) exits at once. Repeated SIGTERMs count as one:
+//! schedulers signal every process of a job, and a sweep passes the signal on to its trials as
+//! well, so a trial sees two; a scheduler that wants it gone sends SIGKILL. Before training
+//! starts (finding, downloading and loading the data) there is nothing to save, so a signal
+//! then exits at once too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,9 +37,11 @@ impl StopFlag {
         let stop = Self::default();
         for (signal, code) in [(SIGINT, exit::SIGINT), (SIGTERM, exit::SIGTERM)] {
             // Actions run in registration order. During setup the first one exits; later, on
-            // the second signal `any` is already set, so the second one exits.
+            // a second SIGINT `any` is already set, so it exits.
             flag::register_conditional_shutdown(signal, code, Arc::clone(&stop.setup))?;
-            flag::register_conditional_shutdown(signal, code, Arc::clone(&stop.any))?;
+            if signal == SIGINT {
+                flag::register_conditional_shutdown(signal, code, Arc::clone(&stop.any))?;
+            }
             flag::register(signal, Arc::clone(&stop.any))?;
         }
         flag::register(SIGTERM, Arc::clone(&stop.term))?;

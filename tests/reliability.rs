@@ -816,14 +816,18 @@ fn long_run_args<'a>(data: &'a str, run: &'a str) -> Vec<&'a str> {
     v
 }
 
-fn signal_stops_gracefully_and_resumes(sig: &str, name: &str, code: i32) {
+/// `times` signals back to back, as when a scheduler signals every process of a job and the
+/// sweep above the trainer passes the signal on as well.
+fn signal_stops_gracefully_and_resumes(sig: &str, name: &str, code: i32, times: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     write_dataset(&root.join("data"), 1280, 100);
     let (data, run) = (root.join("data"), root.join("run"));
     let mut t = spawn(root, &long_run_args(&s(&data), &s(&run)));
     wait_for_steps(&mut t, &run, 3);
-    t.signal(sig);
+    for _ in 0..times {
+        t.signal(sig);
+    }
     let (st, stderr) = t.wait(Duration::from_secs(30));
     assert_eq!(st.code(), Some(code), "{stderr}");
     let resume = format!(
@@ -861,12 +865,19 @@ fn signal_stops_gracefully_and_resumes(sig: &str, name: &str, code: i32) {
 
 #[test]
 fn sigint_checkpoints_exits_130_and_resumes() {
-    signal_stops_gracefully_and_resumes("-INT", "SIGINT", 130);
+    signal_stops_gracefully_and_resumes("-INT", "SIGINT", 130, 1);
 }
 
 #[test]
 fn sigterm_checkpoints_exits_143_and_resumes() {
-    signal_stops_gracefully_and_resumes("-TERM", "SIGTERM", 143);
+    signal_stops_gracefully_and_resumes("-TERM", "SIGTERM", 143, 1);
+}
+
+/// Regression: a second SIGTERM used to exit at once, so a trial of a sweep under Slurm (which
+/// signals the whole job, and the sweep passes it on) lost its final checkpoint.
+#[test]
+fn repeated_sigterms_still_checkpoint() {
+    signal_stops_gracefully_and_resumes("-TERM", "SIGTERM", 143, 3);
 }
 
 #[test]

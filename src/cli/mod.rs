@@ -193,6 +193,10 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub overrides: PartialConfig,
 
+    /// Same as `--tensorboard=false`.
+    #[arg(long, conflicts_with = "tensorboard")]
+    pub no_tensorboard: bool,
+
     #[command(flatten)]
     pub data: DataArgs,
 

@@ -62,7 +62,8 @@ pub struct SweepRunArgs {
     pub shard: Option<String>,
 
     /// Number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed
-    /// Jobs: the Job's completions).
+    /// Jobs: the Job's completions), or from SLURM_ARRAY_TASK_ID itself, for one task of an
+    /// array numbered from 0 resubmitted alone (`sbatch --array=2`).
     #[arg(long, env = "MNIST_SWEEP_SHARD_COUNT", value_name = "N")]
     pub shard_count: Option<usize>,
 

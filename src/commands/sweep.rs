@@ -8,6 +8,7 @@ use crate::data::locate;
 use crate::error::{Error, Result};
 use crate::output::plot;
 use crate::signals::StopFlag;
+use crate::sweep::hparams;
 use crate::sweep::results::{self, write_manifest};
 use crate::sweep::runner::{self, Outcome, RunOptions};
 use crate::sweep::{Shard, SweepSpec, default_out, shard_trials};
@@ -161,6 +162,9 @@ fn run_sweep(args: SweepRunArgs) -> Result<()> {
         out.display()
     )))?;
     write_manifest(&out, &manifest)?;
+    if hparams::wanted(&trials) {
+        hparams::write_experiment(&out, &spec.name, &trials)?;
+    }
 
     let stop = StopFlag::install().map_err(Error::io("installing signal handlers"))?;
     let opts = RunOptions {
@@ -169,6 +173,7 @@ fn run_sweep(args: SweepRunArgs) -> Result<()> {
         threads,
         data_dir: args.data.data_dir.clone(),
         backend: args.backend,
+        sessions: hparams::Sessions::new(&trials),
     };
     let outcomes = runner::run(&out, &mine, &opts, &stop)?;
 

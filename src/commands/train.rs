@@ -18,6 +18,10 @@ use crate::train::{Outcome, Trainer, optimizer};
 /// The config a `train` invocation asks for, where its run goes, and whether it continues
 /// from a checkpoint there.
 fn resolve(args: &TrainArgs) -> Result<(ExperimentConfig, PathBuf, bool)> {
+    let mut overrides = args.overrides.clone();
+    if args.no_tensorboard {
+        overrides.tensorboard = Some(false);
+    }
     if let Some(run) = &args.resume {
         if args.config.is_some() {
             return Err(Error::Usage(
@@ -27,7 +31,7 @@ fn resolve(args: &TrainArgs) -> Result<(ExperimentConfig, PathBuf, bool)> {
             ));
         }
         let mut config = run::read_config(run)?;
-        args.overrides.apply_to(&mut config);
+        overrides.apply_to(&mut config);
         // Stopped before its first checkpoint: nothing to lose by starting over.
         let has_checkpoints = !checkpoint::list(&run.join("checkpoints")).is_empty();
         return Ok((config, run.clone(), has_checkpoints));
@@ -36,7 +40,7 @@ fn resolve(args: &TrainArgs) -> Result<(ExperimentConfig, PathBuf, bool)> {
         Some(path) => ExperimentConfig::from_file(path)?,
         None => ExperimentConfig::default(),
     };
-    args.overrides.apply_to(&mut config);
+    overrides.apply_to(&mut config);
     let path = match &args.run_dir {
         Some(dir) => {
             if dir.join(run::CONFIG_FILE).exists() {

@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::config::{Activation, ExperimentConfig};
 use crate::error::Result;
 use crate::model::MlpWeights;
+use crate::protobuf::Msg;
 use crate::run::write_atomic;
 
 /// ONNX IR version 8 and opset 13: every op used here exists there, and onnxruntime since
@@ -18,45 +19,6 @@ const IR_VERSION: u64 = 8;
 const OPSET: u64 = 13;
 /// TensorProto.DataType.FLOAT.
 const FLOAT: u64 = 1;
-
-/// A protobuf message being written: fields appended in order.
-#[derive(Default)]
-struct Msg(Vec<u8>);
-
-impl Msg {
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
-    }
-    fn key(&mut self, field: u32, wire: u8) {
-        self.varint(((field as u64) << 3) | wire as u64);
-    }
-    fn int(&mut self, field: u32, v: u64) -> &mut Self {
-        self.key(field, 0);
-        self.varint(v);
-        self
-    }
-    fn float(&mut self, field: u32, v: f32) -> &mut Self {
-        self.key(field, 5);
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    fn bytes(&mut self, field: u32, b: &[u8]) -> &mut Self {
-        self.key(field, 2);
-        self.varint(b.len() as u64);
-        self.0.extend_from_slice(b);
-        self
-    }
-    fn str(&mut self, field: u32, s: &str) -> &mut Self {
-        self.bytes(field, s.as_bytes())
-    }
-    fn msg(&mut self, field: u32, m: Msg) -> &mut Self {
-        self.bytes(field, &m.0)
-    }
-}
 
 /// TensorProto: a named float tensor.
 fn initializer(name: &str, dims: &[usize], values: &[f32]) -> Msg {
@@ -209,24 +171,7 @@ pub fn write(weights: &MlpWeights, config: &ExperimentConfig, path: &Path) -> Re
     let mut doc = Msg::default();
     // ModelProto.doc_string (6): the input format, for whoever opens the file.
     doc.str(6, super::INPUT_DOC);
-    model.0.extend_from_slice(&doc.0);
-    write_atomic(path, &model.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn varints_and_fields_encode_as_protobuf_does() {
-        let mut m = Msg::default();
-        m.int(1, 150);
-        assert_eq!(m.0, [0x08, 0x96, 0x01], "the protobuf guide's example");
-        let mut m = Msg::default();
-        m.str(2, "testing");
-        assert_eq!(m.0[..2], [0x12, 0x07]);
-        let mut m = Msg::default();
-        m.float(2, 1.0);
-        assert_eq!(m.0, [0x15, 0x00, 0x00, 0x80, 0x3f]);
-    }
+    let mut bytes = model.into_bytes();
+    bytes.extend_from_slice(doc.as_bytes());
+    write_atomic(path, &bytes)
 }

@@ -1,15 +1,22 @@
-//! `metrics.jsonl`: one JSON object per training step, appended as the run goes, cut back to
-//! the checkpoint's step when a run resumes so that it reads as an uninterrupted run's.
+//! The per-step metrics of a run: `metrics.jsonl` (one JSON object per step, the record the
+//! others are made from), `metrics.csv` and a TensorBoard event file. All are appended as the
+//! run goes and cut back to the checkpoint's step when a run resumes, so that they read as an
+//! uninterrupted run's.
+
+mod csv;
+mod tensorboard;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::fs::write_atomic;
 use super::{METRICS_FILE, RunDir};
 use crate::error::{Error, Result};
+pub use csv::CSV_FILE;
+pub use tensorboard::EVENTS_FILE;
 
 /// One training step, as printed and as stored in `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +51,21 @@ impl StepMetrics {
         }
         line
     }
+
+    /// The values TensorBoard plots, tagged with their `metrics.jsonl` keys.
+    pub fn scalars(&self) -> Vec<(&'static str, f32)> {
+        let mut v = vec![
+            ("train_loss", self.train_loss),
+            ("train_accuracy", self.train_accuracy),
+        ];
+        if let Some(x) = self.test_accuracy {
+            v.push(("test_accuracy", x));
+        }
+        if let Some(x) = self.test_loss {
+            v.push(("test_loss", x));
+        }
+        v
+    }
 }
 
 /// The steps recorded in a run's `metrics.jsonl`, skipping lines that do not parse (a torn
@@ -59,33 +81,80 @@ pub fn read(run: &Path) -> Vec<StepMetrics> {
         .collect()
 }
 
-impl RunDir {
-    /// Opens `metrics.jsonl` for appending, first dropping lines past `keep_steps` (the steps
-    /// a resumed run will redo), so the file ends up as an uninterrupted run's would.
-    pub fn open_metrics(&self, keep_steps: usize) -> Result<File> {
-        let path = self.path.join(METRICS_FILE);
-        let ctx = || format!("writing {}", path.display());
-        if keep_steps == 0 {
-            return File::create(&path).map_err(Error::io(ctx()));
-        }
-        let mut kept = Vec::new();
-        if let Ok(file) = File::open(&path) {
-            for line in BufReader::new(file).lines().map_while(|l| l.ok()) {
-                match serde_json::from_str::<StepMetrics>(&line) {
-                    Ok(m) if m.global_step <= keep_steps => {
-                        kept.extend_from_slice(line.as_bytes());
-                        kept.push(b'\n');
-                    }
-                    // A torn last line from a crash, or steps to be redone: drop.
-                    _ => {}
-                }
+/// One place the steps go, in a format of its own ([`MetricsLog`] feeds them all).
+pub trait MetricsSink {
+    /// Appends one step; it is on disk (not in a buffer of ours) when this returns, so an
+    /// interrupted run loses no step it reported.
+    fn record(&mut self, m: &StepMetrics) -> Result<()>;
+}
+
+/// `metrics.jsonl`.
+struct Jsonl {
+    file: File,
+    path: PathBuf,
+}
+
+impl MetricsSink for Jsonl {
+    fn record(&mut self, m: &StepMetrics) -> Result<()> {
+        let line = serde_json::to_string(m).expect("metrics serialize") + "\n";
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(Error::io(format!("writing {}", self.path.display())))
+    }
+}
+
+/// Every metrics file of a run, written together.
+pub struct MetricsLog {
+    sinks: Vec<Box<dyn MetricsSink>>,
+}
+
+impl MetricsLog {
+    pub fn record(&mut self, m: &StepMetrics) -> Result<()> {
+        self.sinks.iter_mut().try_for_each(|s| s.record(m))
+    }
+}
+
+/// The lines of `metrics.jsonl` up to `keep_steps`, as text and parsed; a torn last line from a
+/// crash, and steps a resumed run will redo, are dropped.
+fn kept_lines(path: &Path, keep_steps: usize) -> (Vec<u8>, Vec<StepMetrics>) {
+    let (mut text, mut steps) = (Vec::new(), Vec::new());
+    if keep_steps == 0 {
+        return (text, steps);
+    }
+    if let Ok(file) = File::open(path) {
+        for line in BufReader::new(file).lines().map_while(|l| l.ok()) {
+            if let Ok(m) = serde_json::from_str::<StepMetrics>(&line)
+                && m.global_step <= keep_steps
+            {
+                text.extend_from_slice(line.as_bytes());
+                text.push(b'\n');
+                steps.push(m);
             }
         }
-        write_atomic(&path, &kept)?;
-        OpenOptions::new()
+    }
+    (text, steps)
+}
+
+impl RunDir {
+    /// Opens the metrics files for appending, first dropping steps past `keep_steps` (the
+    /// steps a resumed run will redo). `metrics.csv` and the event file are rewritten from
+    /// `metrics.jsonl`, so they match it even if they were lost or turned on only now.
+    pub fn open_metrics(&self, keep_steps: usize, tensorboard: bool) -> Result<MetricsLog> {
+        let path = self.path.join(METRICS_FILE);
+        let (text, kept) = kept_lines(&path, keep_steps);
+        write_atomic(&path, &text)?;
+        let file = OpenOptions::new()
             .append(true)
             .open(&path)
-            .map_err(Error::io(ctx()))
+            .map_err(Error::io(format!("writing {}", path.display())))?;
+        let mut sinks: Vec<Box<dyn MetricsSink>> = vec![
+            Box::new(Jsonl { file, path }),
+            Box::new(csv::Csv::open(&self.path, &kept)?),
+        ];
+        if tensorboard {
+            sinks.push(Box::new(tensorboard::Events::open(&self.path, &kept)?));
+        }
+        Ok(MetricsLog { sinks })
     }
 }
 
@@ -99,7 +168,7 @@ mod tests {
     fn metrics_are_truncated_to_the_resumed_step() {
         let tmp = tempfile::tempdir().unwrap();
         let run = RunDir::open(tmp.path()).unwrap();
-        let mut f = run.open_metrics(0).unwrap();
+        let mut log = run.open_metrics(0, true).unwrap();
         for s in 1..=5 {
             let m = StepMetrics {
                 epoch: 0,
@@ -108,17 +177,33 @@ mod tests {
                 global_step: s,
                 train_loss: 1.0,
                 train_accuracy: 0.5,
-                test_accuracy: None,
-                test_loss: None,
-                elapsed_s: 0.0,
+                test_accuracy: (s % 2 == 0).then_some(0.9),
+                test_loss: (s % 2 == 0).then_some(0.3),
+                elapsed_s: s as f64,
             };
-            writeln!(f, "{}", serde_json::to_string(&m).unwrap()).unwrap();
+            log.record(&m).unwrap();
         }
+        drop(log);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(tmp.path().join(METRICS_FILE))
+            .unwrap();
         write!(f, "{{\"torn").unwrap();
         drop(f);
-        run.open_metrics(3).unwrap();
+        let whole_csv = std::fs::read_to_string(tmp.path().join(CSV_FILE)).unwrap();
+        let whole_events = std::fs::read(tmp.path().join(EVENTS_FILE)).unwrap();
+        run.open_metrics(3, true).unwrap();
         let text = std::fs::read_to_string(tmp.path().join(METRICS_FILE)).unwrap();
         assert_eq!(text.lines().count(), 3);
         assert!(text.lines().last().unwrap().contains("\"global_step\":3"));
+        // The header and three steps: the CSV is cut back with the JSON lines.
+        let csv = std::fs::read_to_string(tmp.path().join(CSV_FILE)).unwrap();
+        assert_eq!(csv.lines().count(), 4);
+        assert!(whole_csv.starts_with(&csv), "{csv}\n----\n{whole_csv}");
+        // So is the event file: a prefix of the uninterrupted one, apart from its first
+        // record's time.
+        let events = std::fs::read(tmp.path().join(EVENTS_FILE)).unwrap();
+        assert!(events.len() < whole_events.len());
+        assert_eq!(read(tmp.path()).len(), 3);
     }
 }

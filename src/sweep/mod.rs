@@ -19,6 +19,7 @@
 //! `<label>-s<seed>-<hash>`, the hash over the canonical config JSON, so a changed spec never
 //! reuses an old result and an unchanged one skips what is done.
 
+pub mod hparams;
 pub mod results;
 pub mod runner;
 pub mod shard;
@@ -677,6 +678,27 @@ mod tests {
         ]);
         assert_eq!(
             Shard::from_env(slurm, None).unwrap(),
+            Some(Shard { index: 2, count: 4 })
+        );
+        // `--array=0-6:2`: tasks 0, 2, 4, 6 are shards 0..3 of 4.
+        let stepped = env(&[
+            ("SLURM_ARRAY_TASK_ID", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ]);
+        assert_eq!(
+            Shard::from_env(stepped, None).unwrap(),
+            Some(Shard { index: 2, count: 4 })
+        );
+        // Task 2 resubmitted alone (`--array=2`), the array's size given: still shard 2 of 4.
+        let alone = env(&[
+            ("SLURM_ARRAY_TASK_ID", "2"),
+            ("SLURM_ARRAY_TASK_MIN", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "1"),
+        ]);
+        assert_eq!(
+            Shard::from_env(alone, Some(4)).unwrap(),
             Some(Shard { index: 2, count: 4 })
         );
         let k8s = env(&[("JOB_COMPLETION_INDEX", "2")]);

@@ -307,6 +307,7 @@ fn caption(
     );
     let seeds = uniform(rows.iter().map(|r| r.seeds));
     match seeds {
+        Some(1) => c.push_str("One seed per config (no sd)"),
         Some(n) => write!(c, "Mean ± sd (sample sd) over {n} seeds per config").unwrap(),
         None => c.push_str("Mean ± sd (sample sd) over each config's seeds"),
     }
@@ -418,16 +419,29 @@ impl SweepReport {
         s
     }
 
+    /// `results.csv`: one row per config, means and sample standard deviations over its
+    /// seeds; empty cells where no seed finished. Written by the csv crate, which quotes a
+    /// label holding a comma or a quote.
     pub fn csv(&self) -> String {
-        let mut s = String::from(
-            "config,seeds,done,failed,final_test_acc_mean,final_test_acc_sd,best_test_acc_mean,\
-             best_test_acc_sd,final_train_loss_mean,final_train_loss_sd,wall_time_s_mean,\
-             wall_time_s_sd,eval_every,epochs,failed_exit_codes\n",
-        );
-        let num = |s: Option<Stat>| match s {
-            Some(s) => (format!("{:.6}", s.mean), format!("{:.6}", s.sd)),
-            None => (String::new(), String::new()),
-        };
+        #[derive(Serialize)]
+        struct CsvRow<'a> {
+            config: &'a str,
+            seeds: usize,
+            done: usize,
+            failed: usize,
+            final_test_acc_mean: Option<f64>,
+            final_test_acc_sd: Option<f64>,
+            best_test_acc_mean: Option<f64>,
+            best_test_acc_sd: Option<f64>,
+            final_train_loss_mean: Option<f64>,
+            final_train_loss_sd: Option<f64>,
+            wall_time_s_mean: Option<f64>,
+            wall_time_s_sd: Option<f64>,
+            eval_every: usize,
+            epochs: usize,
+            failed_exit_codes: String,
+        }
+        let mut w = csv::Writer::from_writer(Vec::new());
         for r in &self.rows {
             let codes: Vec<String> = r
                 .trials
@@ -437,24 +451,28 @@ impl SweepReport {
                     _ => None,
                 })
                 .collect();
-            let (fa, fs) = num(r.final_test_accuracy);
-            let (ba, bs) = num(r.best_test_accuracy);
-            let (la, ls) = num(r.final_train_loss);
-            let (wa, ws) = num(r.wall_time_s);
-            writeln!(
-                s,
-                "{},{},{},{},{fa},{fs},{ba},{bs},{la},{ls},{wa},{ws},{},{},{}",
-                r.label,
-                r.seeds,
-                r.done,
-                codes.len(),
-                r.eval_every,
-                r.epochs,
-                codes.join(" ")
-            )
-            .unwrap();
+            let mean = |s: Option<Stat>| s.map(|s| s.mean);
+            let sd = |s: Option<Stat>| s.map(|s| s.sd);
+            w.serialize(CsvRow {
+                config: &r.label,
+                seeds: r.seeds,
+                done: r.done,
+                failed: codes.len(),
+                final_test_acc_mean: mean(r.final_test_accuracy),
+                final_test_acc_sd: sd(r.final_test_accuracy),
+                best_test_acc_mean: mean(r.best_test_accuracy),
+                best_test_acc_sd: sd(r.best_test_accuracy),
+                final_train_loss_mean: mean(r.final_train_loss),
+                final_train_loss_sd: sd(r.final_train_loss),
+                wall_time_s_mean: mean(r.wall_time_s),
+                wall_time_s_sd: sd(r.wall_time_s),
+                eval_every: r.eval_every,
+                epochs: r.epochs,
+                failed_exit_codes: codes.join(" "),
+            })
+            .expect("a row of numbers and text serializes");
         }
-        s
+        String::from_utf8(w.into_inner().expect("in memory")).expect("utf-8")
     }
 
     pub fn json(&self) -> String {

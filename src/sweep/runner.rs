@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Trial;
+use super::hparams;
 use super::results::{
     FailureRecord, Manifest, ManifestTrial, STATUS_FILE, TrialStatus, finished_summary,
     trial_status,
@@ -18,6 +19,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::run::{CONFIG_FILE, write_atomic};
 use crate::signals::StopFlag;
+use crate::tensorboard::{self, SessionStatus};
 
 /// How the children run.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct RunOptions {
     pub threads: usize,
     pub data_dir: Option<PathBuf>,
     pub backend: Option<Backend>,
+    /// The trials' TensorBoard sessions ([`hparams::Sessions::new`] over the whole sweep).
+    pub sessions: hparams::Sessions,
 }
 
 /// How one trial ended in this invocation.
@@ -126,9 +130,17 @@ fn run_one(out: &Path, trial: &Trial, opts: &RunOptions, stop: &StopFlag) -> Res
     let dir = trial_dir(out, trial);
     let status = trial_status(&dir, &trial.config);
     if status == TrialStatus::Done {
+        // A sweep directory from before TensorBoard files: give the HParams tab its session.
+        if !dir.join(hparams::HPARAMS_FILE).exists() {
+            let started = tensorboard::now();
+            opts.sessions
+                .write(&dir, trial, started, Some(SessionStatus::Success))?;
+        }
         return Ok(Outcome::Skipped);
     }
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let session_started = tensorboard::now();
+    opts.sessions.write(&dir, trial, session_started, None)?;
     let _ = std::fs::remove_file(dir.join(STATUS_FILE));
 
     let mut cmd = Command::new(&opts.exe);
@@ -194,6 +206,15 @@ fn run_one(out: &Path, trial: &Trial, opts: &RunOptions, stop: &StopFlag) -> Res
         std::thread::sleep(Duration::from_millis(50));
     };
     let code = exit_code(status);
+    let interrupted = code == crate::error::exit::SIGINT || code == crate::error::exit::SIGTERM;
+    let session_end = match code {
+        0 if finished_summary(&dir, &trial.config).is_some() => Some(SessionStatus::Success),
+        // Interrupted: still running as far as the sweep is concerned; a rerun resumes it.
+        _ if interrupted => None,
+        _ => Some(SessionStatus::Failure),
+    };
+    opts.sessions
+        .write(&dir, trial, session_started, session_end)?;
     if code == 0 && finished_summary(&dir, &trial.config).is_some() {
         return Ok(Outcome::Finished {
             seconds: started.elapsed().as_secs_f64(),
@@ -210,7 +231,7 @@ fn run_one(out: &Path, trial: &Trial, opts: &RunOptions, stop: &StopFlag) -> Res
         })
         .unwrap_or_default();
     // An interrupted trial is not a failed one: the next run resumes it.
-    if code != crate::error::exit::SIGINT && code != crate::error::exit::SIGTERM {
+    if !interrupted {
         let record = FailureRecord {
             exit_code: code,
             message: last_line,

@@ -35,9 +35,10 @@ impl Shard {
         Ok(Self { index, count })
     }
 
-    /// The shard from a scheduler's environment: Slurm job arrays (`SLURM_ARRAY_TASK_ID`
-    /// minus `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`) or a Kubernetes Indexed
-    /// Job (`JOB_COMPLETION_INDEX`, of `count`, from `--shard-count` or
+    /// The shard from a scheduler's environment: Slurm job arrays (task i of
+    /// `SLURM_ARRAY_TASK_COUNT`, counted from `SLURM_ARRAY_TASK_MIN` in steps of
+    /// `SLURM_ARRAY_TASK_STEP`; with `count` given, `SLURM_ARRAY_TASK_ID` itself of `count`) or
+    /// a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, of `count`, from `--shard-count` or
     /// `MNIST_SWEEP_SHARD_COUNT`). `None` when neither is set.
     pub fn from_env(
         env: impl Fn(&str) -> Option<String>,
@@ -52,22 +53,36 @@ impl Shard {
             }
         };
         if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
-            let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-            let n = match count {
-                Some(n) => n,
-                None => num("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
-                    Error::Usage(
-                        "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass \
-                         --shard-count"
-                            .into(),
-                    )
-                })?,
+            let (index, n) = match count {
+                // The whole array's size given: the task's own number is its shard, so that
+                // one task resubmitted alone (`--array=2`) redoes shard 2, not shard 0/1.
+                Some(n) => (id, n),
+                None => {
+                    let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+                    // `--array=0-6:2` numbers its 4 tasks 0, 2, 4, 6.
+                    let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+                    let n = num("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
+                        Error::Usage(
+                            "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass \
+                             --shard-count"
+                                .into(),
+                        )
+                    })?;
+                    let offset = id.checked_sub(min).ok_or_else(|| {
+                        Error::Usage(format!(
+                            "SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"
+                        ))
+                    })?;
+                    if offset % step != 0 {
+                        return Err(Error::Usage(format!(
+                            "Slurm array task {id} is not on the array's step {step} from \
+                             {min}; submit a range like --array=0-{}, or pass --shard I/N",
+                            n.saturating_sub(1)
+                        )));
+                    }
+                    (offset / step, n)
+                }
             };
-            let index = id.checked_sub(min).ok_or_else(|| {
-                Error::Usage(format!(
-                    "SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"
-                ))
-            })?;
             return Self::new(index, n)
                 .map(Some)
                 .map_err(|e| Error::Usage(format!("Slurm array shard: {e}")));

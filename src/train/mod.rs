@@ -6,7 +6,6 @@ pub mod evaluate;
 pub mod resume;
 pub mod step;
 
-use std::io::Write;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -160,8 +159,9 @@ impl Trainer<'_> {
             &self.device,
             self.eval_chunk,
         );
-        let mut metrics_file = self.run.open_metrics(state.global_step)?;
-        let metrics_path = self.run.path.join(crate::run::METRICS_FILE);
+        let mut metrics = self
+            .run
+            .open_metrics(state.global_step, config.tensorboard)?;
         let elapsed_before = state.elapsed_s;
         let started = Instant::now();
         let mut last_eval: Option<Evaluation> = None;
@@ -249,12 +249,7 @@ impl Trainer<'_> {
                     test_loss: eval.as_ref().map(|e| e.loss as f32),
                     elapsed_s: state.elapsed_s,
                 };
-                writeln!(
-                    metrics_file,
-                    "{}",
-                    serde_json::to_string(&m).expect("metrics serialize")
-                )
-                .map_err(Error::io(format!("writing {}", metrics_path.display())))?;
+                metrics.record(&m)?;
                 reporter.step(&m);
                 let output_closed = reporter.output_closed();
 
