@@ -39,6 +39,22 @@ def jsonl(run):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def expected_scalars(steps):
+    """tag -> [(step, value)] as metrics.jsonl has them: the top-level numbers, and the per-layer
+    diagnostics as layers/<layer>/<statistic>."""
+    want = {}
+    for s in steps:
+        for key, v in s.items():
+            if isinstance(v, float) and key != "elapsed_s":
+                want.setdefault(key, []).append((s["global_step"], f32(v)))
+        for layer in s.get("layers") or []:
+            for stat, v in layer.items():
+                if stat != "name":
+                    tag = f"layers/{layer['name']}/{stat}"
+                    want.setdefault(tag, []).append((s["global_step"], f32(v)))
+    return want
+
+
 def check_run(run):
     steps = jsonl(run)
     if not steps:
@@ -46,23 +62,27 @@ def check_run(run):
         return
     acc = load(run)
     tags = set(acc.Tags()["scalars"])
-    keys = {k for s in steps for k, v in s.items() if isinstance(v, float)} - {"elapsed_s"}
-    if tags != keys:
-        fail(f"{run}: TensorBoard has tags {sorted(tags)}, metrics.jsonl keys {sorted(keys)}")
-    for tag in sorted(keys & tags):
-        want = [(s["global_step"], f32(s[tag])) for s in steps if s.get(tag) is not None]
+    want = expected_scalars(steps)
+    if tags != set(want):
+        fail(f"{run}: TensorBoard has tags {sorted(tags ^ set(want))} that metrics.jsonl has "
+             f"not, or the other way round")
+    for tag in sorted(set(want) & tags):
         got = [(e.step, e.value) for e in acc.Scalars(tag)]
-        if got != want:
-            diff = next((w, g) for w, g in zip(want, got + [None] * len(want)) if w != g)
-            fail(f"{run}: {tag}: {len(got)} values in TensorBoard, {len(want)} in "
+        if got != want[tag]:
+            diff = next((w, g) for w, g in zip(want[tag], got + [None] * len(want[tag]))
+                        if w != g)
+            fail(f"{run}: {tag}: {len(got)} values in TensorBoard, {len(want[tag])} in "
                  f"metrics.jsonl; first difference (jsonl, tensorboard): {diff}")
     check_csv(run, steps)
-    print(f"ok  {run}: {len(steps)} steps, tags {', '.join(sorted(tags))}")
+    layers = sum(1 for t in tags if t.startswith("layers/"))
+    print(f"ok  {run}: {len(steps)} steps, {len(tags) - layers} metrics and {layers} "
+          "per-layer series")
 
 
 def check_csv(run, steps):
     with open(os.path.join(run, "metrics.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
+    # The per-layer diagnostics are nested, and stay out of the table.
     if len(rows) != len(steps):
         fail(f"{run}: metrics.csv has {len(rows)} rows, metrics.jsonl {len(steps)} steps")
         return

@@ -144,6 +144,7 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
                 idx,
                 &ad,
                 n * steps + step,
+                false,
             )
             .model;
             if eval {

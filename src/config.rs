@@ -195,6 +195,10 @@ experiment_keys! {
     /// Evaluate on the test set every N steps; 0 = only at each epoch's end [default: 1].
     [value_name = "N"]
     eval_every: req usize = 1;
+    /// Record per-layer diagnostics (gradient, weight and update norms, activation
+    /// statistics) on the first step and every N-th; 0 = never [default: 10].
+    [value_name = "N"]
+    diagnostics_every: req usize = 10;
     /// How the train_loss / train_accuracy columns are measured [default: lecture].
     [value_enum]
     train_metrics: req TrainMetrics = TrainMetrics::Lecture;

@@ -115,28 +115,69 @@ impl Mlp {
             images,
             |norm, x| norm.forward(x),
             |dropout, x| dropout.forward(x),
+            None,
         )
     }
 
-    /// The layers in order, with batchnorm and dropout as the caller computes them.
+    /// The layers in order, with batchnorm and dropout as the caller computes them; `observe`
+    /// sees each hidden layer's batchnorm output and activation. (Only when asked: a second
+    /// reference to a tensor keeps the next operation from working in place.)
     fn forward_with(
         &self,
         images: Tensor<2>,
         norm: impl Fn(&BatchNorm, Tensor<2>) -> Tensor<2>,
         mut dropout: impl FnMut(&Dropout, Tensor<2>) -> Tensor<2>,
+        mut observe: Option<&mut dyn FnMut(HiddenActivity)>,
     ) -> Tensor<2> {
         let mut x = images;
         for (i, layer) in self.hidden.iter().enumerate() {
             x = layer.forward(x);
+            let mut normalized = None;
             if let Some(n) = self.norms.get(i) {
                 x = norm(n, x);
+                normalized = observe.is_some().then(|| x.clone());
             }
             x = self.activation.apply(x);
+            if let Some(observe) = observe.as_mut() {
+                observe(HiddenActivity {
+                    normalized,
+                    activated: x.clone(),
+                });
+            }
             if let Some(d) = &self.dropout {
                 x = dropout(d, x);
             }
         }
         self.output.forward(x)
+    }
+
+    /// Each hidden layer's outputs for `images` as training computes them, dropout aside:
+    /// batchnorm on the batch's statistics. Run on a model without autodiff (`valid()`); it
+    /// draws no randomness and leaves the running statistics alone, so looking changes nothing.
+    pub fn hidden_activity(&self, images: Tensor<2>) -> Vec<HiddenActivity> {
+        let mut seen = Vec::with_capacity(self.hidden.len());
+        self.forward_with(
+            images,
+            batch_statistics,
+            |_, x| x,
+            Some(&mut |activity| seen.push(activity)),
+        );
+        seen
+    }
+
+    /// The dense layers from the input to the output, named as the diagnostics name them
+    /// (`hidden.0`, …, `output`).
+    pub fn dense_layers(&self) -> Vec<(String, &Linear)> {
+        self.hidden
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("hidden.{i}"), l))
+            .chain(std::iter::once(("output".to_string(), &self.output)))
+            .collect()
+    }
+
+    pub fn activation(&self) -> ActivationFn {
+        self.activation
     }
 
     /// Logits in training mode — batchnorm on the batch's statistics, dropout — on a model
@@ -151,15 +192,6 @@ impl Mlp {
         images: Tensor<2>,
         rng: &mut impl rand::RngCore,
     ) -> Tensor<2> {
-        let batch_statistics = |norm: &BatchNorm, x| {
-            burn::tensor::module::batch_norm_train(
-                x,
-                norm.gamma.val(),
-                norm.beta.val(),
-                norm.epsilon,
-            )
-            .output
-        };
         // As Burn's Dropout: keep with probability 1 - p, scale the kept by 1 / (1 - p).
         let host_mask = |dropout: &Dropout, x: Tensor<2>| {
             let keep = 1.0 - dropout.prob;
@@ -178,7 +210,7 @@ impl Mlp {
             let mask = Tensor::from_data(TensorData::new(mask, dims), &x.device());
             x * mask
         };
-        self.forward_with(images, batch_statistics, host_mask)
+        self.forward_with(images, batch_statistics, host_mask, None)
     }
 
     /// The trained parameters on the host, in Burn's layout, for exporters.
@@ -271,6 +303,20 @@ impl Mlp {
         }
         out
     }
+}
+
+/// Batchnorm on the batch's own statistics, without touching the running ones.
+fn batch_statistics(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
+    burn::tensor::module::batch_norm_train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon)
+        .output
+}
+
+/// One hidden layer's outputs on a batch: after batchnorm (when the model has it) and after
+/// the activation.
+#[derive(Debug, Clone)]
+pub struct HiddenActivity {
+    pub normalized: Option<Tensor<2>>,
+    pub activated: Tensor<2>,
 }
 
 /// A dense layer's parameters on the host: `weight` is `[d_in, d_out]`, row-major (Burn's

@@ -9,14 +9,35 @@ use std::path::{Path, PathBuf};
 
 use crate::sweep::results::SweepReport;
 
-/// Draws `curves.svg` and `curves.png` into a finished run's directory; a failure is a warning,
-/// never a failed run.
+/// Draws `curves.svg/.png`, and `diagnostics.svg/.png` when the run took diagnostics, into a
+/// finished run's directory; a failure is a warning, never a failed run.
 pub fn after_run(run: &Path) {
     if let Err(e) = run_curves(run) {
         eprintln!(
             "warning: could not draw the learning curves of {}: {e}",
             run.display()
         );
+    }
+    if let Err(e) = run_diagnostics(run) {
+        eprintln!(
+            "warning: could not draw the diagnostics of {}: {e}",
+            run.display()
+        );
+    }
+}
+
+/// Per-layer diagnostics of one run (gradient norm per layer on a log scale, the hidden
+/// layers' output spread and their dead or saturated share), read from its `metrics.jsonl`.
+/// No paths when the run took no diagnostics.
+pub fn run_diagnostics(run: &Path) -> Result<Vec<PathBuf>, String> {
+    #[cfg(feature = "plots")]
+    {
+        draw::run_diagnostics(run)
+    }
+    #[cfg(not(feature = "plots"))]
+    {
+        let _ = run;
+        Ok(Vec::new())
     }
 }
 
@@ -360,6 +381,221 @@ mod draw {
         Ok(())
     }
 
+    // ---- one run's diagnostics -----------------------------------------------------------
+
+    struct DiagnosticsData {
+        title: String,
+        /// Layer names, input to output.
+        layers: Vec<String>,
+        /// (step, per layer: the layer's diagnostics).
+        steps: Vec<(f64, Vec<metrics::LayerDiagnostics>)>,
+        /// "dead" (relu family) or "saturated" (sigmoid, tanh).
+        share_name: &'static str,
+    }
+
+    pub fn run_diagnostics(run: &Path) -> Result<Vec<PathBuf>, String> {
+        let steps: Vec<_> = metrics::read(run)
+            .into_iter()
+            .filter_map(|m| m.layers.map(|l| (m.global_step as f64, l)))
+            .filter(|(_, l)| !l.is_empty())
+            .collect();
+        let Some((_, first)) = steps.first() else {
+            return Ok(Vec::new());
+        };
+        let layers: Vec<String> = first.iter().map(|l| l.name.clone()).collect();
+        let share_name = if first.iter().any(|l| l.saturated_fraction.is_some()) {
+            "saturated"
+        } else {
+            "dead"
+        };
+        let label = crate::run::read_config(run)
+            .map(|c| format!("{} ({})", c.label(), c.architecture()))
+            .unwrap_or_else(|_| run.display().to_string());
+        let data = DiagnosticsData {
+            title: format!("Per-layer diagnostics: {label}"),
+            layers,
+            steps,
+            share_name,
+        };
+        render!(
+            &run.join("diagnostics"),
+            (1100, 1150),
+            draw_diagnostics,
+            &data
+        )
+    }
+
+    /// Lower and upper bounds of positive values for a log axis, a decade at least apart.
+    fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+        let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+        for v in values.filter(|v| *v > 0.0 && v.is_finite()) {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        if !lo.is_finite() {
+            return (1e-3, 1.0);
+        }
+        (lo * 0.7, hi.max(lo * 10.0) * 1.4)
+    }
+
+    /// The series' labels in a box in the upper right corner.
+    fn series_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+        chart: &mut ChartContext<'a, DB, CT>,
+    ) -> Result<(), String> {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((SANS, 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(err)
+    }
+
+    fn sci_label(v: &f64) -> String {
+        if *v >= 0.01 && *v < 1000.0 {
+            loss_label(v)
+        } else {
+            format!("{v:.0e}")
+        }
+    }
+
+    fn draw_diagnostics<DB: DrawingBackend>(
+        root: &DrawingArea<DB, Shift>,
+        data: &DiagnosticsData,
+    ) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let root = root.titled(&data.title, (SANS, 24)).map_err(err)?;
+        let h = root.dim_in_pixel().1;
+        let (grad_area, rest) = root.split_vertically(h * 45 / 100);
+        let (std_area, share_area) = rest.split_vertically(h * 28 / 100);
+        let x_max = data.steps.last().map_or(1.0, |s| s.0).max(1.0);
+
+        let (lo, hi) = log_range(
+            data.steps
+                .iter()
+                .flat_map(|s| s.1.iter())
+                .map(|l| l.grad_norm as f64),
+        );
+        let mut grads = ChartBuilder::on(&grad_area)
+            .caption("gradient norm ‖∂loss/∂W‖ per layer (log scale)", (SANS, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..x_max, (lo..hi).log_scale())
+            .map_err(err)?;
+        grads
+            .configure_mesh()
+            .x_desc("training step")
+            .y_desc("gradient norm")
+            .x_label_formatter(&int_label)
+            .y_label_formatter(&sci_label)
+            .label_style((SANS, 15))
+            .axis_desc_style((SANS, 17))
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(err)?;
+        for (k, name) in data.layers.iter().enumerate() {
+            let col = color(k);
+            let points: Vec<(f64, f64)> = data
+                .steps
+                .iter()
+                .filter_map(|(x, l)| l.get(k).map(|l| (*x, (l.grad_norm as f64).max(lo))))
+                .collect();
+            let last = points.last().map(|p| p.1).unwrap_or(0.0);
+            grads
+                .draw_series(LineSeries::new(points, col.stroke_width(2)))
+                .map_err(err)?
+                .label(format!("{name} (last {})", sci_label(&last)))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(2))
+                });
+        }
+        series_legend(&mut grads)?;
+
+        let hidden = data.layers.len().saturating_sub(1);
+        let std_hi = data
+            .steps
+            .iter()
+            .flat_map(|s| s.1.iter())
+            .filter_map(|l| l.act_std)
+            .fold(0.0f64, |a, b| a.max(b as f64))
+            .max(1e-3)
+            * 1.15;
+        let mut spread = ChartBuilder::on(&std_area)
+            .caption(
+                "spread of each hidden layer's outputs (std over batch and units)",
+                (SANS, 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..x_max, 0f64..std_hi)
+            .map_err(err)?;
+        spread
+            .configure_mesh()
+            .x_desc("training step")
+            .y_desc("output std")
+            .x_label_formatter(&int_label)
+            .y_label_formatter(&|v: &f64| format!("{v:.2}"))
+            .label_style((SANS, 15))
+            .axis_desc_style((SANS, 17))
+            .light_line_style(RGBColor(238, 238, 238))
+            .draw()
+            .map_err(err)?;
+        for (k, name) in data.layers.iter().enumerate().take(hidden) {
+            let col = color(k);
+            spread
+                .draw_series(LineSeries::new(
+                    data.steps
+                        .iter()
+                        .filter_map(|(x, l)| l.get(k)?.act_std.map(|s| (*x, s as f64))),
+                    col.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(2))
+                });
+        }
+        series_legend(&mut spread)?;
+
+        let mut share = ChartBuilder::on(&share_area)
+            .caption(
+                match data.share_name {
+                    "saturated" => "saturated outputs: within 2% of the activation's bounds (%)",
+                    _ => "dead units: output ≤ 0 on the whole batch (%)",
+                },
+                (SANS, 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..x_max, 0f64..100f64)
+            .map_err(err)?;
+        percent_vs_step_mesh(&mut share, &format!("{} (%)", data.share_name))?;
+        for (k, name) in data.layers.iter().enumerate().take(hidden) {
+            let col = color(k);
+            share
+                .draw_series(LineSeries::new(
+                    data.steps.iter().filter_map(|(x, l)| {
+                        let l = l.get(k)?;
+                        l.dead_fraction
+                            .or(l.saturated_fraction)
+                            .map(|f| (*x, f as f64 * 100.0))
+                    }),
+                    col.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(2))
+                });
+        }
+        series_legend(&mut share)?;
+        Ok(())
+    }
+
     // ---- a sweep -------------------------------------------------------------------------
 
     pub fn sweep_plots(dir: &Path, report: &SweepReport) -> Result<Vec<PathBuf>, String> {
@@ -384,7 +620,105 @@ mod draw {
             report,
             &rows
         )?);
+        let with_ratio: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|&i| !report.rows[i].gradient_ratio.steps.is_empty())
+            .collect();
+        if !with_ratio.is_empty() {
+            paths.extend(render!(
+                &dir.join("gradient-ratio"),
+                (1500, 800),
+                draw_gradient_ratio,
+                report,
+                &with_ratio
+            )?);
+        }
         Ok(paths)
+    }
+
+    /// First-layer / output-layer gradient norm per config vs step, log scale.
+    fn draw_gradient_ratio<DB: DrawingBackend>(
+        root: &DrawingArea<DB, Shift>,
+        report: &SweepReport,
+        rows: &[usize],
+    ) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let title = format!(
+            "Sweep {}: first-layer / output-layer gradient norm (mean over {}; below 1 the \
+             first layer learns slower)",
+            report.name,
+            seeds_text(report, rows)
+        );
+        let root = root.titled(&title, (SANS, 22)).map_err(err)?;
+        let w = root.dim_in_pixel().0;
+        let (chart_area, legend) = root.split_horizontally(w - 340);
+        let x_max = rows
+            .iter()
+            .flat_map(|&i| report.rows[i].gradient_ratio.steps.last().copied())
+            .fold(1.0, f64::max);
+        let (lo, hi) = log_range(
+            rows.iter()
+                .flat_map(|&i| report.rows[i].gradient_ratio.mean.iter().copied())
+                .chain([1.0]),
+        );
+        let mut chart = ChartBuilder::on(&chart_area)
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..x_max, (lo..hi).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("training step")
+            .y_desc("‖∇W first‖ / ‖∇W output‖ (log scale)")
+            .x_label_formatter(&int_label)
+            .y_label_formatter(&sci_label)
+            .label_style((SANS, 15))
+            .axis_desc_style((SANS, 17))
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(err)?;
+        // The line where both layers get gradients of the same size.
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, 1.0), (x_max, 1.0)],
+                RGBColor(150, 150, 150).stroke_width(1),
+            ))
+            .map_err(err)?;
+        for (k, &i) in rows.iter().enumerate() {
+            let c = &report.rows[i].gradient_ratio;
+            chart
+                .draw_series(LineSeries::new(
+                    c.steps.iter().zip(&c.mean).map(|(&x, &m)| (x, m.max(lo))),
+                    color(k).stroke_width(2),
+                ))
+                .map_err(err)?;
+        }
+        let legend = legend.margin(60, 10, 10, 10);
+        legend
+            .draw(&Text::new("config (mean ratio)", (0, 0), (SANS, 17)))
+            .map_err(err)?;
+        for (k, &i) in rows.iter().enumerate() {
+            let r = &report.rows[i];
+            let y = 34 + 30 * k as i32;
+            legend
+                .draw(&PathElement::new(
+                    vec![(0, y + 8), (30, y + 8)],
+                    color(k).stroke_width(4),
+                ))
+                .map_err(err)?;
+            let mean = &r.gradient_ratio.mean;
+            let avg = mean.iter().sum::<f64>() / mean.len().max(1) as f64;
+            legend
+                .draw(&Text::new(
+                    format!("{} ({})", r.label, sci_label(&avg)),
+                    (38, y),
+                    (SANS, 15),
+                ))
+                .map_err(err)?;
+        }
+        Ok(())
     }
 
     fn seeds_text(report: &SweepReport, rows: &[usize]) -> String {
@@ -813,6 +1147,7 @@ mod tests {
                 test_accuracy: (s % 10 == 0).then(|| 1.0 - 0.8 / s as f32),
                 test_loss: None,
                 elapsed_s: s as f64,
+                layers: None,
             };
             lines.push_str(&serde_json::to_string(&m).unwrap());
             lines.push('\n');
@@ -855,6 +1190,7 @@ mod tests {
                 mean: vec![mean - 5.0, mean - 1.0, mean],
                 sd: vec![0.5, 0.3, 0.2],
             },
+            gradient_ratio: Curve::default(),
         };
         let report = SweepReport {
             name: "test".into(),

@@ -126,6 +126,7 @@ mod tests {
             test_accuracy: test,
             test_loss: None,
             elapsed_s: 1.0,
+            layers: None,
         }
     }
 

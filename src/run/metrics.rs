@@ -19,7 +19,7 @@ pub use csv::CSV_FILE;
 pub use tensorboard::EVENTS_FILE;
 
 /// One training step, as printed and as stored in `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepMetrics {
     pub epoch: usize,
     /// Index of the step within its epoch (0-based, as in the lecture's output).
@@ -36,6 +36,64 @@ pub struct StepMetrics {
     pub test_loss: Option<f32>,
     /// Training wall time so far, seconds.
     pub elapsed_s: f64,
+    /// Per-layer diagnostics, from the input to the output, on steps where they were taken
+    /// (`diagnostics_every`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub layers: Option<Vec<LayerDiagnostics>>,
+}
+
+/// What one dense layer looked like on a diagnostics step: how large its gradient, weights and
+/// update were, and (hidden layers) what its units put out on the step's batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerDiagnostics {
+    /// `hidden.0`, `hidden.1`, …, `output`.
+    pub name: String,
+    /// L2 norm of the loss's gradient with respect to the layer's weight matrix.
+    pub grad_norm: f32,
+    /// L2 norm of the weight matrix after the step.
+    pub weight_norm: f32,
+    /// ‖Δw‖ / ‖w‖: the step's change of the weight matrix relative to its norm before it.
+    pub update_ratio: f32,
+    /// Mean and standard deviation of the layer's outputs (after the activation) over the
+    /// batch and the units. Hidden layers only.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub act_mean: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub act_std: Option<f32>,
+    /// relu family: the share of units whose output is ≤ 0 (zero for relu) for every image of
+    /// the batch, i.e. that pass no gradient (or, leaky, almost none) on it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dead_fraction: Option<f32>,
+    /// sigmoid and tanh: the share of outputs within 2% of the activation's range from its
+    /// bounds, where its gradient vanishes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub saturated_fraction: Option<f32>,
+    /// With batchnorm: mean and standard deviation after normalization, before the activation.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub norm_mean: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub norm_std: Option<f32>,
+}
+
+impl LayerDiagnostics {
+    /// The statistics present, by name.
+    pub fn values(&self) -> Vec<(&'static str, f32)> {
+        let mut v = vec![
+            ("grad_norm", self.grad_norm),
+            ("weight_norm", self.weight_norm),
+            ("update_ratio", self.update_ratio),
+        ];
+        let optional = [
+            ("act_mean", self.act_mean),
+            ("act_std", self.act_std),
+            ("dead_fraction", self.dead_fraction),
+            ("saturated_fraction", self.saturated_fraction),
+            ("norm_mean", self.norm_mean),
+            ("norm_std", self.norm_std),
+        ];
+        v.extend(optional.into_iter().filter_map(|(k, x)| x.map(|x| (k, x))));
+        v
+    }
 }
 
 impl StepMetrics {
@@ -52,17 +110,23 @@ impl StepMetrics {
         line
     }
 
-    /// The values TensorBoard plots, tagged with their `metrics.jsonl` keys.
-    pub fn scalars(&self) -> Vec<(&'static str, f32)> {
+    /// The values TensorBoard plots, tagged with their `metrics.jsonl` keys; the per-layer
+    /// diagnostics as `layers/<layer>/<statistic>`.
+    pub fn scalars(&self) -> Vec<(String, f32)> {
         let mut v = vec![
-            ("train_loss", self.train_loss),
-            ("train_accuracy", self.train_accuracy),
+            ("train_loss".to_string(), self.train_loss),
+            ("train_accuracy".to_string(), self.train_accuracy),
         ];
         if let Some(x) = self.test_accuracy {
-            v.push(("test_accuracy", x));
+            v.push(("test_accuracy".into(), x));
         }
         if let Some(x) = self.test_loss {
-            v.push(("test_loss", x));
+            v.push(("test_loss".into(), x));
+        }
+        for layer in self.layers.iter().flatten() {
+            for (stat, x) in layer.values() {
+                v.push((format!("layers/{}/{stat}", layer.name), x));
+            }
         }
         v
     }
@@ -180,6 +244,7 @@ mod tests {
                 test_accuracy: (s % 2 == 0).then_some(0.9),
                 test_loss: (s % 2 == 0).then_some(0.3),
                 elapsed_s: s as f64,
+                layers: None,
             };
             log.record(&m).unwrap();
         }

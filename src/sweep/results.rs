@@ -162,6 +162,10 @@ pub struct Row {
     /// Test accuracy (%) vs global step: mean and sd over the finished seeds.
     #[serde(skip)]
     pub curve: Curve,
+    /// First-layer / output-layer gradient norm vs global step: mean and sd over the finished
+    /// seeds, on the steps that took diagnostics.
+    #[serde(skip)]
+    pub gradient_ratio: Curve,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -182,10 +186,28 @@ pub struct SweepReport {
 }
 
 /// Test-accuracy points (step, %) of a run's metrics.
-fn accuracy_points(run: &Path) -> Vec<(usize, f64)> {
-    metrics::read(run)
-        .into_iter()
+fn accuracy_points(steps: &[metrics::StepMetrics]) -> Vec<(usize, f64)> {
+    steps
+        .iter()
         .filter_map(|m| m.test_accuracy.map(|a| (m.global_step, a as f64 * 100.0)))
+        .collect()
+}
+
+/// First-layer over output-layer gradient norm (step, ratio) on the diagnostics steps: far
+/// below 1, the first layer learns much slower than the last (sigmoid's vanishing gradient).
+fn gradient_ratio_points(steps: &[metrics::StepMetrics]) -> Vec<(usize, f64)> {
+    steps
+        .iter()
+        .filter_map(|m| {
+            let layers = m.layers.as_ref()?;
+            let (first, last) = (layers.first()?, layers.last()?);
+            (last.grad_norm > 0.0 && layers.len() > 1).then(|| {
+                (
+                    m.global_step,
+                    first.grad_norm as f64 / last.grad_norm as f64,
+                )
+            })
+        })
         .collect()
 }
 
@@ -226,6 +248,7 @@ pub fn build(dir: &Path) -> Result<SweepReport> {
         let first = members[0];
         let mut trials = Vec::new();
         let mut curves = Vec::new();
+        let mut ratios = Vec::new();
         let (mut finals, mut bests, mut losses, mut walls) = (vec![], vec![], vec![], vec![]);
         for t in members {
             let run = dir.join(&t.dir);
@@ -239,7 +262,9 @@ pub fn build(dir: &Path) -> Result<SweepReport> {
                 bests.push(s.best_test_accuracy * 100.0);
                 losses.push(s.final_train_loss);
                 walls.push(s.wall_time_s);
-                curves.push(accuracy_points(&run));
+                let recorded = metrics::read(&run);
+                curves.push(accuracy_points(&recorded));
+                ratios.push(gradient_ratio_points(&recorded));
                 *test_images.entry(s.test_images).or_insert(0) += 1;
                 *steps.entry(s.steps).or_insert(0) += 1;
                 done_total += 1;
@@ -271,6 +296,7 @@ pub fn build(dir: &Path) -> Result<SweepReport> {
             config: first.config.clone(),
             trials,
             curve: mean_curve(&curves),
+            gradient_ratio: mean_curve(&ratios),
         });
     }
     let caption = caption(&manifest, &rows, &test_images, &steps, done_total);

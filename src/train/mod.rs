@@ -2,6 +2,7 @@
 //! step) with per-step metrics, test evaluation on a cadence, checkpoints and exact resume.
 
 pub mod checkpoint;
+pub mod diagnostics;
 pub mod evaluate;
 pub mod resume;
 pub mod step;
@@ -74,6 +75,13 @@ pub fn steps_per_epoch(config: &ExperimentConfig, train_images: usize) -> Result
         });
     }
     Ok(steps)
+}
+
+/// Whether the step after `done` steps takes the per-layer diagnostics: the first step (the
+/// initial gradients) and every `diagnostics_every`-th.
+pub fn diagnose_step(config: &ExperimentConfig, done: usize) -> bool {
+    config.diagnostics_every > 0
+        && (done == 0 || (done + 1).is_multiple_of(config.diagnostics_every))
 }
 
 impl Trainer<'_> {
@@ -204,6 +212,7 @@ impl Trainer<'_> {
                     idx,
                     &ad,
                     state.global_step,
+                    diagnose_step(config, state.global_step),
                 );
                 model = out.model;
                 if !out.train_loss.is_finite() {
@@ -248,6 +257,7 @@ impl Trainer<'_> {
                     test_accuracy: eval.as_ref().map(|e| e.accuracy as f32),
                     test_loss: eval.as_ref().map(|e| e.loss as f32),
                     elapsed_s: state.elapsed_s,
+                    layers: out.layers,
                 };
                 metrics.record(&m)?;
                 reporter.step(&m);

@@ -23,7 +23,7 @@ pub enum Change {
 pub fn change_rule(key: &str) -> Change {
     match key {
         "epochs" | "eval_every" | "checkpoint_every" | "keep_checkpoints" | "train_metrics"
-        | "name" | "lr" | "test_limit" | "tensorboard" => Change::Always,
+        | "name" | "lr" | "test_limit" | "tensorboard" | "diagnostics_every" => Change::Always,
         "batch_size" | "seed" | "train_limit" | "dataset" => Change::AtEpochBoundary,
         _ => Change::Never,
     }

@@ -11,17 +11,23 @@ use crate::config::{ExperimentConfig, TrainMetrics};
 use crate::data::Split;
 use crate::data::batcher::{images_tensor, labels_tensor, metrics_seed, step_seed};
 use crate::model::{Mlp, correct_count, cross_entropy};
+use crate::run::metrics::LayerDiagnostics;
+use crate::train::diagnostics;
 
 /// What a step leaves: the updated model and the step's train columns, read back.
 pub struct StepOutput {
     pub model: Mlp,
     pub train_loss: f32,
     pub train_accuracy: f32,
+    /// The per-layer diagnostics, when the step was asked to take them.
+    pub layers: Option<Vec<LayerDiagnostics>>,
 }
 
 /// One Adam step on the images `idx` of `train`, on the autodiff device `ad`, then the train
 /// columns `config.train_metrics` asks for. `global_step` is the number of steps done before
 /// this one: it seeds this step's dropout masks, so that a resumed run draws the same ones.
+/// With `diagnose`, the step also takes the per-layer diagnostics; they change nothing.
+#[allow(clippy::too_many_arguments)]
 pub fn run_step(
     model: Mlp,
     optim: &mut ModuleOptimizer,
@@ -30,6 +36,7 @@ pub fn run_step(
     idx: &[u32],
     ad: &Device,
     global_step: usize,
+    diagnose: bool,
 ) -> StepOutput {
     ad.seed(step_seed(config.seed, global_step));
     let images = images_tensor(&train.images, idx, ad);
@@ -41,7 +48,10 @@ pub fn run_step(
         TrainMetrics::Lecture => None,
     };
     let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let before =
+        diagnose.then(|| diagnostics::before_update(&model, &grads, images.clone().inner()));
     let model = optim.step(config.lr, model, grads);
+    let layers = before.map(|b| b.after_update(&model));
 
     let batch = idx.len() as f32;
     let (loss, correct) = match batch_correct {
@@ -54,6 +64,7 @@ pub fn run_step(
         model,
         train_loss,
         train_accuracy,
+        layers,
     }
 }
 

@@ -114,9 +114,12 @@ mod tests {
             test_accuracy: Some(0.75),
             test_loss: Some(0.125),
             elapsed_s: 1.5,
+            layers: None,
         };
         let json = serde_json::to_value(&m).unwrap();
         let columns = header();
+        // The per-layer diagnostics are nested (a list of layers), and stay in metrics.jsonl
+        // and TensorBoard.
         for key in json.as_object().unwrap().keys() {
             assert!(columns.contains(key), "no column for {key}");
         }
@@ -136,6 +139,7 @@ mod tests {
             test_accuracy: None,
             test_loss: None,
             elapsed_s: 1.5,
+            layers: None,
         };
         csv.record(&m).unwrap();
         m.step = 1;

@@ -49,7 +49,9 @@ impl Events {
 }
 
 fn encode(time_zero: f64, m: &StepMetrics) -> Vec<u8> {
-    tensorboard::scalars(time_zero + m.elapsed_s, m.global_step as u64, &m.scalars())
+    let scalars = m.scalars();
+    let tagged: Vec<(&str, f32)> = scalars.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+    tensorboard::scalars(time_zero + m.elapsed_s, m.global_step as u64, &tagged)
 }
 
 impl MetricsSink for Events {
@@ -79,9 +81,20 @@ mod tests {
             test_accuracy: Some(0.75),
             test_loss: Some(0.125),
             elapsed_s: 1.5,
+            layers: Some(vec![crate::run::metrics::LayerDiagnostics {
+                name: "hidden.0".into(),
+                act_mean: Some(0.5),
+                act_std: Some(0.5),
+                dead_fraction: Some(0.5),
+                saturated_fraction: Some(0.5),
+                norm_mean: Some(0.5),
+                norm_std: Some(0.5),
+                ..Default::default()
+            }]),
         };
         let json = serde_json::to_value(&m).unwrap();
-        let tags: Vec<&str> = m.scalars().iter().map(|(t, _)| *t).collect();
+        let scalars = m.scalars();
+        let tags: Vec<&str> = scalars.iter().map(|(t, _)| t.as_str()).collect();
         // Positions and times are TensorBoard's step and wall time, not plotted values.
         let not_plotted = [
             "epoch",
@@ -90,7 +103,17 @@ mod tests {
             "global_step",
             "elapsed_s",
         ];
-        for key in json.as_object().unwrap().keys() {
+        for (key, value) in json.as_object().unwrap() {
+            if key == "layers" {
+                for stat in value[0].as_object().unwrap().keys() {
+                    let tag = format!("layers/hidden.0/{stat}");
+                    assert!(
+                        stat == "name" || tags.contains(&tag.as_str()),
+                        "{tag} is not written"
+                    );
+                }
+                continue;
+            }
             assert!(
                 tags.contains(&key.as_str()) || not_plotted.contains(&key.as_str()),
                 "{key} is not written to TensorBoard"
