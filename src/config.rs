@@ -196,9 +196,9 @@ experiment_keys! {
     [value_name = "N"]
     eval_every: req usize = 1;
     /// Record per-layer diagnostics (gradient, weight and update norms, activation
-    /// statistics) on the first step and every N-th; 0 = never [default: 10].
+    /// statistics) on the first step and every N-th; 0 = never [default: 20].
     [value_name = "N"]
-    diagnostics_every: req usize = 10;
+    diagnostics_every: req usize = 20;
     /// How the train_loss / train_accuracy columns are measured [default: lecture].
     [value_enum]
     train_metrics: req TrainMetrics = TrainMetrics::Lecture;
