@@ -20,7 +20,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0    success
   1    other failure (cannot write the run directory, run directory in use)
-  2    bad command line or config (malformed JSON, unknown key, out-of-range value)
+  2    bad command line or config (malformed JSON, unknown key, out-of-range value,
+       a --run-dir that already holds a run)
   3    dataset missing, corrupt or not downloadable
   4    checkpoint missing, corrupt or from another architecture
   5    training diverged (NaN or infinite loss)
