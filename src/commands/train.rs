@@ -94,7 +94,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             Some(&config),
             Damaged::MoveAside,
             &|c| Mlp::new(c, &ad),
-            Some(&|| optimizer(&config)),
+            Some(&optimizer),
         )?;
         for line in &loaded.skipped {
             eprintln!("warning: {line}");

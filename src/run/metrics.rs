@@ -12,7 +12,7 @@ use super::{METRICS_FILE, RunDir};
 use crate::error::{Error, Result};
 
 /// One training step, as printed and as stored in `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepMetrics {
     pub epoch: usize,
     /// Index of the step within its epoch (0-based, as in the lecture's output).
@@ -22,6 +22,10 @@ pub struct StepMetrics {
     pub global_step: usize,
     pub train_loss: f32,
     pub train_accuracy: f32,
+    /// The learning rate this step trained with (absent in lines written before it was
+    /// recorded).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lr: Option<f64>,
     /// Present on steps where the test set was evaluated.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub test_accuracy: Option<f32>,
@@ -108,6 +112,7 @@ mod tests {
                 global_step: s,
                 train_loss: 1.0,
                 train_accuracy: 0.5,
+                lr: Some(0.001),
                 test_accuracy: None,
                 test_loss: None,
                 elapsed_s: 0.0,

@@ -1,4 +1,4 @@
-//! Checkpoints: model and Adam state in Burn's burnpack format, plus the loop state needed to
+//! Checkpoints: model and optimizer state in Burn's burnpack format, plus the loop state needed to
 //! continue exactly. Each checkpoint is a directory `checkpoints/step-NNNNNNNN/` that is
 //! assembled under a temporary name and renamed into place, so a crash at any moment leaves
 //! either the complete new checkpoint or none of it.
@@ -207,7 +207,7 @@ fn read_state(dir: &Path) -> Result<Checkpoint> {
     })
 }
 
-/// A checkpoint that loaded, with its weights (and Adam state when asked for), and what was
+/// A checkpoint that loaded, with its weights (and optimizer state when asked for), and what was
 /// passed over to find it.
 pub struct Loaded {
     pub checkpoint: Checkpoint,
@@ -232,13 +232,15 @@ pub enum Damaged {
 /// `state.json`) are passed over, reported in [`Loaded::skipped`] and handled as `damaged`
 /// says. A checkpoint of another architecture than `expect` is refused, not passed over.
 /// `fresh` builds an untrained model of the config it is given on the right device;
-/// `optimizer`, when given, builds an optimizer to load the Adam state into.
+/// `optimizer`, when given, builds an optimizer to load the optimizer state into — of the
+/// checkpoint's config, so that the state loads into the optimizer that wrote it even when a
+/// resume asks for another (which [`super::resume::check_changes`] then refuses).
 pub fn load_newest(
     path: &Path,
     expect: Option<&ExperimentConfig>,
     damaged: Damaged,
     fresh: &dyn Fn(&ExperimentConfig) -> Mlp,
-    optimizer: Option<&dyn Fn() -> ModuleOptimizer>,
+    optimizer: Option<&dyn Fn(&ExperimentConfig) -> ModuleOptimizer>,
 ) -> Result<Loaded> {
     // Err((refused, e)): `refused` for a checkpoint that is fine but of another architecture
     // (the user's mistake, reported as such), else damage.
@@ -251,7 +253,10 @@ pub fn load_newest(
         }
         let model = ckpt.load_model(fresh(&ckpt.state.config)).map_err(damage)?;
         let optim = match optimizer {
-            Some(make) => Some(ckpt.load_optimizer(make()).map_err(damage)?),
+            Some(make) => Some(
+                ckpt.load_optimizer(make(&ckpt.state.config))
+                    .map_err(damage)?,
+            ),
             None => None,
         };
         Ok((ckpt, model, optim))
@@ -349,7 +354,7 @@ impl Checkpoint {
         })
     }
 
-    /// Loads the Adam moments and step counts into `optimizer`.
+    /// Loads the optimizer state (moments, velocities, sums, step counts) into `optimizer`.
     pub fn load_optimizer(&self, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
         let path = self.dir.join(OPTIMIZER_FILE);
         optimizer.load(&path).map_err(|e| {

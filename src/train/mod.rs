@@ -1,8 +1,9 @@
-//! The training loop: the lecture's eager loop (shuffle, forward, cross-entropy, backward, Adam
-//! step) with per-step metrics, test evaluation on a cadence, checkpoints and exact resume.
+//! The training loop: the lecture's eager loop (shuffle, forward, cross-entropy, backward,
+//! optimizer step) with per-step metrics, test evaluation on a cadence, checkpoints and exact resume.
 
 pub mod checkpoint;
 pub mod evaluate;
+pub mod optim;
 pub mod resume;
 pub mod step;
 
@@ -10,7 +11,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
 use crate::config::ExperimentConfig;
@@ -25,6 +26,7 @@ use crate::run::summary::Summary;
 use crate::signals::StopFlag;
 use checkpoint::TrainState;
 pub use evaluate::{Evaluation, evaluate};
+pub use optim::{LrScheduleState, optimizer};
 pub use step::{StepOutput, run_step};
 
 /// How a call to [`Trainer::run`] ended.
@@ -52,15 +54,6 @@ pub struct Trainer<'a> {
     pub resume_command: String,
     /// Stop (with a checkpoint) once this many steps are done in total.
     pub max_steps: Option<usize>,
-}
-
-/// Adam with the config's betas and epsilon.
-pub fn optimizer(config: &ExperimentConfig) -> ModuleOptimizer {
-    AdamConfig::new()
-        .with_beta_1(config.adam_beta1 as f32)
-        .with_beta_2(config.adam_beta2 as f32)
-        .with_epsilon(config.adam_epsilon as f32)
-        .init()
 }
 
 /// Steps per epoch. As in the lecture (`total_batch = int(n / batch_size)`), the last partial
@@ -160,6 +153,8 @@ impl Trainer<'_> {
             &self.device,
             self.eval_chunk,
         );
+        let mut schedule =
+            LrScheduleState::starting_at(config, steps_per_epoch, state.global_step)?;
         let mut metrics_file = self.run.open_metrics(state.global_step)?;
         let metrics_path = self.run.path.join(crate::run::METRICS_FILE);
         let elapsed_before = state.elapsed_s;
@@ -196,9 +191,11 @@ impl Trainer<'_> {
             while state.step_in_epoch < steps_per_epoch {
                 let (epoch, step) = (state.epoch, state.step_in_epoch);
                 let idx = &order[step * batch..(step + 1) * batch];
+                let lr = schedule.next_lr();
                 let out = run_step(
                     model,
                     &mut optim,
+                    lr,
                     config,
                     &self.data.train,
                     idx,
@@ -245,6 +242,7 @@ impl Trainer<'_> {
                     global_step: state.global_step,
                     train_loss: out.train_loss,
                     train_accuracy: out.train_accuracy,
+                    lr: Some(lr),
                     test_accuracy: eval.as_ref().map(|e| e.accuracy as f32),
                     test_loss: eval.as_ref().map(|e| e.loss as f32),
                     elapsed_s: state.elapsed_s,

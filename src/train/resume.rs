@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     /// Any time: how long to train, how often to evaluate and save, what to measure, the run's
-    /// name, and the learning rate (fine-tuning from a checkpoint).
+    /// name, and the learning rate and its schedule (fine-tuning from a checkpoint: the lr of
+    /// a step is a function of these keys and the step, so the run goes on with the new
+    /// schedule from where it stands).
     Always,
     /// Only between epochs: the keys that decide the data order and the epoch's length.
     AtEpochBoundary,
@@ -23,8 +25,11 @@ pub enum Change {
 pub fn change_rule(key: &str) -> Change {
     match key {
         "epochs" | "eval_every" | "checkpoint_every" | "keep_checkpoints" | "train_metrics"
-        | "name" | "lr" | "test_limit" => Change::Always,
+        | "name" | "lr" | "test_limit" | "lr_schedule" | "lr_warmup_steps" | "lr_decay_rate"
+        | "lr_decay_steps" | "lr_min" => Change::Always,
         "batch_size" | "seed" | "train_limit" | "dataset" => Change::AtEpochBoundary,
+        // The optimizer and its hyperparameters (momentum, rho, betas, epsilon, weight decay,
+        // clipping) shape the saved optimizer state and the dynamics that produced it.
         _ => Change::Never,
     }
 }
@@ -116,5 +121,68 @@ mod tests {
         assert_eq!(change_rule("hidden"), Change::Never);
         assert_eq!(change_rule("dropout"), Change::Never);
         assert_eq!(change_rule("no_such_key"), Change::Never);
+    }
+
+    #[test]
+    fn the_schedule_may_change_but_not_the_optimizer() {
+        use crate::config::{LrSchedule, Optimizer};
+        let saved = ExperimentConfig::default();
+        let wanted = ExperimentConfig {
+            lr_schedule: LrSchedule::Cosine,
+            lr_warmup_steps: 10,
+            lr_decay_rate: 0.5,
+            lr_decay_steps: Some(3),
+            lr_min: 1e-5,
+            ..saved.clone()
+        };
+        check_changes(&saved, &wanted, 0, 20).unwrap();
+        for (key, wanted) in [
+            (
+                "optimizer",
+                ExperimentConfig {
+                    optimizer: Optimizer::Sgd,
+                    ..saved.clone()
+                },
+            ),
+            (
+                "momentum",
+                ExperimentConfig {
+                    momentum: 0.5,
+                    ..saved.clone()
+                },
+            ),
+            (
+                "rho",
+                ExperimentConfig {
+                    rho: 0.5,
+                    ..saved.clone()
+                },
+            ),
+            (
+                "epsilon",
+                ExperimentConfig {
+                    epsilon: 1e-8,
+                    ..saved.clone()
+                },
+            ),
+            (
+                "weight_decay",
+                ExperimentConfig {
+                    weight_decay: 1e-4,
+                    ..saved.clone()
+                },
+            ),
+            (
+                "grad_clip",
+                ExperimentConfig {
+                    grad_clip: Some(1.0),
+                    ..saved.clone()
+                },
+            ),
+        ] {
+            let err = check_changes(&saved, &wanted, 1, 0).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+        }
     }
 }

@@ -19,12 +19,15 @@ pub struct StepOutput {
     pub train_accuracy: f32,
 }
 
-/// One Adam step on the images `idx` of `train`, on the autodiff device `ad`, then the train
-/// columns `config.train_metrics` asks for. `global_step` is the number of steps done before
-/// this one: it seeds this step's dropout masks, so that a resumed run draws the same ones.
+/// One optimizer step at learning rate `lr` on the images `idx` of `train`, on the autodiff
+/// device `ad`, then the train columns `config.train_metrics` asks for. `global_step` is the
+/// number of steps done before this one: it seeds this step's dropout masks, so that a resumed
+/// run draws the same ones.
+#[allow(clippy::too_many_arguments)]
 pub fn run_step(
     model: Mlp,
     optim: &mut ModuleOptimizer,
+    lr: f64,
     config: &ExperimentConfig,
     train: &Split,
     idx: &[u32],
@@ -41,7 +44,7 @@ pub fn run_step(
         TrainMetrics::Lecture => None,
     };
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let model = optim.step(config.lr, model, grads);
+    let model = optim.step(lr, model, grads);
 
     let batch = idx.len() as f32;
     let (loss, correct) = match batch_correct {
