@@ -283,6 +283,14 @@ experiment_keys! {
     /// Evaluate on only the first N test images [default: all].
     [value_name = "N"]
     test_limit: opt usize;
+    /// Hold out N images of the (limited) training set, chosen by the seed and never trained
+    /// on: evaluations also score them, and the best model is chosen on them [default: 0].
+    [value_name = "N"]
+    valid_split: req usize = 0;
+    /// Stop after P evaluations without a better validation accuracy (needs valid_split)
+    /// [default: never].
+    [value_name = "P"]
+    early_stopping: opt usize;
     /// Checkpoint every N steps; 0 = only at epoch ends and the end [default: 100].
     [value_name = "N"]
     checkpoint_every: req usize = 100;
@@ -421,6 +429,21 @@ impl ExperimentConfig {
                 "must be >= 1 (or absent for all)",
             ));
         }
+        if self.early_stopping == Some(0) {
+            return Err(out_of_range(
+                "early_stopping",
+                0,
+                "must be >= 1 evaluations (or absent for never)",
+            ));
+        }
+        if self.early_stopping.is_some() && self.valid_split == 0 {
+            return Err(out_of_range(
+                "early_stopping",
+                self.early_stopping.unwrap_or_default(),
+                "needs a validation set to watch: set valid_split too (stopping on the test \
+                 set would make its accuracy a selected, optimistic number)",
+            ));
+        }
         if let Some(name) = &self.name {
             let ok = !name.is_empty()
                 && name
@@ -538,6 +561,12 @@ impl ExperimentConfig {
             s.push_str(&format!("-{}x{first}", self.hidden.len()));
         }
         s.push_str(&self.optimizer_label());
+        if self.valid_split > 0 {
+            s.push_str(&format!("-valid{}", self.valid_split));
+        }
+        if let Some(p) = self.early_stopping {
+            s.push_str(&format!("-es{p}"));
+        }
         s
     }
 
@@ -709,6 +738,16 @@ mod tests {
         assert!(range_error(|c| c.lr_decay_rate = 1.5).contains("`lr_decay_rate`"));
         assert!(range_error(|c| c.lr_decay_steps = Some(0)).contains("`lr_decay_steps`"));
         assert!(range_error(|c| c.lr_min = f64::NAN).contains("`lr_min`"));
+        let e = range_error(|c| c.early_stopping = Some(3));
+        assert!(
+            e.contains("`early_stopping`") && e.contains("valid_split"),
+            "{e}"
+        );
+        let e = range_error(|c| {
+            c.valid_split = 100;
+            c.early_stopping = Some(0);
+        });
+        assert!(e.contains("`early_stopping`: 0"), "{e}");
         let e = range_error(|c| {
             c.lr_schedule = LrSchedule::Cosine;
             c.lr_min = 0.01;

@@ -489,6 +489,24 @@ fn every_kind_of_bad_input_gets_one_clear_line_and_its_exit_code() {
             2,
             &["`lr`: 2", "at most 1"],
         ),
+        t(
+            "validation split as large as the data",
+            &["--valid-split", "640"],
+            2,
+            &["`valid_split`: 640", "less than the 640 training images"],
+        ),
+        t(
+            "early stopping without a validation split",
+            &["--early-stopping", "3"],
+            2,
+            &["`early_stopping`: 3", "valid_split"],
+        ),
+        t(
+            "early stopping 0",
+            &["--valid-split", "64", "--early-stopping", "0"],
+            2,
+            &["`early_stopping`: 0", ">= 1"],
+        ),
         Case {
             clap: true,
             ..t(

@@ -66,6 +66,7 @@ fn data_order_changes_mid_epoch_are_refused_naming_the_key() {
         ("--activation", "tanh", "`activation`", 2),
         ("--dropout", "0.5", "`dropout`", 2),
         ("--optimizer", "sgd", "`optimizer`", 2),
+        ("--valid-split", "64", "`valid_split`", 2),
         ("--weight-decay", "0.01", "`weight_decay`", 2),
         ("--grad-clip", "1", "`grad_clip`", 2),
         // The old spelling of `epsilon`.
@@ -135,6 +136,19 @@ fn resume_is_exact_with_momentum_cosine_warmup_clipping_and_weight_decay() {
         "--weight-decay",
         "1e-3",
     ]);
+}
+
+/// The held-out images, the best model chosen on them (kept inside each checkpoint) and the
+/// early-stopping counter all resume exactly; the run stops at the same step.
+#[test]
+fn resume_is_exact_with_a_validation_split_and_early_stopping() {
+    let s = assert_resume_is_exact(&["--valid-split", "64", "--early-stopping", "4"]);
+    // It stopped, and after the interruption at step 13: the counter crossed the resume.
+    let steps = s["steps"].as_u64().unwrap();
+    assert!(
+        s["stopped_early"].is_string() && steps > 13 && steps < 36,
+        "{s}"
+    );
 }
 
 /// The other optimizers' states: RMSprop's average, AdaGrad's sums and step count, AdamW's

@@ -26,6 +26,11 @@ pub struct StepMetrics {
     /// recorded).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub lr: Option<f64>,
+    /// Present on evaluated steps when images are held out for validation (`valid_split`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_accuracy: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_loss: Option<f32>,
     /// Present on steps where the test set was evaluated.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub test_accuracy: Option<f32>,
@@ -43,6 +48,9 @@ impl StepMetrics {
             "Epoch: [{:2}] [{:5}/{:5}], train_loss: {:.8}, train_accuracy: {:.4}",
             self.epoch, self.step, self.steps_per_epoch, self.train_loss, self.train_accuracy
         );
+        if let Some(acc) = self.valid_accuracy {
+            line.push_str(&format!(", valid_accuracy: {acc:.4}"));
+        }
         if let Some(acc) = self.test_accuracy {
             line.push_str(&format!(", test_accuracy: {acc:.4}"));
         }
@@ -113,9 +121,8 @@ mod tests {
                 train_loss: 1.0,
                 train_accuracy: 0.5,
                 lr: Some(0.001),
-                test_accuracy: None,
-                test_loss: None,
                 elapsed_s: 0.0,
+                ..Default::default()
             };
             writeln!(f, "{}", serde_json::to_string(&m).unwrap()).unwrap();
         }

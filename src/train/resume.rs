@@ -26,10 +26,11 @@ pub fn change_rule(key: &str) -> Change {
     match key {
         "epochs" | "eval_every" | "checkpoint_every" | "keep_checkpoints" | "train_metrics"
         | "name" | "lr" | "test_limit" | "lr_schedule" | "lr_warmup_steps" | "lr_decay_rate"
-        | "lr_decay_steps" | "lr_min" => Change::Always,
+        | "lr_decay_steps" | "lr_min" | "early_stopping" => Change::Always,
         "batch_size" | "seed" | "train_limit" | "dataset" => Change::AtEpochBoundary,
         // The optimizer and its hyperparameters (momentum, rho, betas, epsilon, weight decay,
-        // clipping) shape the saved optimizer state and the dynamics that produced it.
+        // clipping) shape the saved optimizer state and the dynamics that produced it;
+        // `valid_split` decides which images were trained on.
         _ => Change::Never,
     }
 }
@@ -44,6 +45,15 @@ pub fn check_changes(
 ) -> Result<()> {
     for key in saved.differing_keys(wanted) {
         let flag = format!("--{}", key.replace('_', "-"));
+        // With a validation split these also choose the held-out images: changed, images
+        // validated on so far would be trained on.
+        if saved.valid_split > 0 && matches!(key, "seed" | "train_limit" | "dataset") {
+            return Err(Error::Usage(format!(
+                "cannot change `{key}` when resuming a run that holds out a validation set: \
+                 it chooses the held-out images, and images validated on so far would be \
+                 trained on. Resume without {flag}, or start a new run"
+            )));
+        }
         match change_rule(key) {
             Change::Always => {}
             Change::AtEpochBoundary if step_in_epoch == 0 => {}
@@ -121,6 +131,41 @@ mod tests {
         assert_eq!(change_rule("hidden"), Change::Never);
         assert_eq!(change_rule("dropout"), Change::Never);
         assert_eq!(change_rule("no_such_key"), Change::Never);
+    }
+
+    #[test]
+    fn the_validation_split_and_what_chooses_it_never_change() {
+        let saved = ExperimentConfig {
+            valid_split: 100,
+            early_stopping: Some(3),
+            ..Default::default()
+        };
+        // Patience is how long to train: it may change.
+        let wanted = ExperimentConfig {
+            early_stopping: Some(10),
+            ..saved.clone()
+        };
+        check_changes(&saved, &wanted, 0, 20).unwrap();
+        for wanted in [
+            ExperimentConfig {
+                valid_split: 200,
+                ..saved.clone()
+            },
+            ExperimentConfig {
+                seed: 1,
+                ..saved.clone()
+            },
+            ExperimentConfig {
+                train_limit: Some(1000),
+                ..saved.clone()
+            },
+        ] {
+            let key = saved.differing_keys(&wanted)[0];
+            // Not even between epochs.
+            let err = check_changes(&saved, &wanted, 1, 0).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+        }
     }
 
     #[test]

@@ -101,7 +101,8 @@ pub fn without_time(m: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
 /// Trains a small net (640 toy images, batch 32: 20 steps per epoch) for 2 epochs with `extra`
 /// flags, once straight through and once interrupted at step 13 (mid-epoch, between two
 /// periodic checkpoints) and resumed; both must end with bit-identical weights and metrics.
-pub fn assert_resume_is_exact(extra: &[&str]) {
+/// Returns the summary of the run.
+pub fn assert_resume_is_exact(extra: &[&str]) -> serde_json::Value {
     let tmp = tempfile::tempdir().unwrap();
     write_dataset(tmp.path(), 640, 200);
     let data = tmp.path();
@@ -142,6 +143,25 @@ pub fn assert_resume_is_exact(extra: &[&str]) {
     );
     assert_eq!(without_time(metrics(&whole)), without_time(metrics(&split)));
     let (s, t) = (summary(&whole), summary(&split));
-    assert_eq!(s["final_test_accuracy"], t["final_test_accuracy"]);
-    assert_eq!(s["best_test_accuracy"], t["best_test_accuracy"]);
+    for key in [
+        "steps",
+        "final_test_accuracy",
+        "best_test_accuracy",
+        "valid_accuracy_best",
+        "best_valid_step",
+        "test_accuracy_at_best_valid",
+        "stopped_early",
+    ] {
+        assert_eq!(s.get(key), t.get(key), "{extra:?}: {key}");
+    }
+    // The model chosen on validation, when there is one, is the same model too.
+    let best = |run: &Path| run.join("checkpoints/best");
+    assert_eq!(best(&whole).exists(), best(&split).exists());
+    if best(&whole).exists() {
+        assert!(
+            final_weights(&best(&whole)) == final_weights(&best(&split)),
+            "{extra:?}: the best checkpoints differ"
+        );
+    }
+    s
 }
