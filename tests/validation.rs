@@ -95,6 +95,17 @@ fn early_stopping_stops_on_validation_and_keeps_the_model_chosen_there() {
         "{a:?}"
     );
     assert_eq!(metrics(&run).len() as u64, steps);
+    assert_eq!(summary(&run)["stopped_early"], sum["stopped_early"]);
+    assert_eq!(summary(&run)["test_accuracy_at_best_valid"], test_at_best);
+
+    // A larger patience continues it, from where it stopped.
+    bin(tmp.path(), tmp.path())
+        .args(["--resume", s(&run), "--quiet", "--early-stopping", "6"])
+        .assert()
+        .success();
+    let more = metrics(&run).len() as u64;
+    assert!(more > steps, "{more} steps");
+    assert_eq!(summary(&run)["config"]["early_stopping"], 6);
 }
 
 /// Without a validation split nothing changes: no validation columns, no best checkpoint,

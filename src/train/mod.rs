@@ -212,7 +212,6 @@ impl Trainer<'_> {
             resume_command: self.resume_command.clone(),
         };
 
-        let mut stopped_early = None;
         'epochs: while state.epoch < config.epochs && !selection::patience_spent(config, &state) {
             if let Some((signal, code)) = self.stop.requested() {
                 reporter.finish();
@@ -338,10 +337,8 @@ impl Trainer<'_> {
                     });
                 }
                 if early_stop {
-                    let reason = selection::stop_reason(&state);
                     reporter.finish();
-                    reporter.note(&reason);
-                    stopped_early = Some(reason);
+                    reporter.note(&selection::stop_reason(&state));
                     break 'epochs;
                 }
                 if epoch_end {
@@ -377,7 +374,9 @@ impl Trainer<'_> {
             valid_accuracy_best: state.best_valid_accuracy,
             best_valid_step: state.best_valid_step,
             test_accuracy_at_best_valid: state.test_accuracy_at_best_valid,
-            stopped_early,
+            // Also for a session that resumed a run which had stopped already.
+            stopped_early: selection::patience_spent(config, &state)
+                .then(|| selection::stop_reason(&state)),
         };
         summary.write(&self.run.path)?;
         Ok(Outcome::Finished(Box::new(summary)))
