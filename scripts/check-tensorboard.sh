@@ -17,6 +17,9 @@ common=(--data-dir "$data" --offline --train-limit 2560 --test-limit 1000 --quie
   --run-dir "$work/resumed" >/dev/null
 "$bin" --resume "$work/resumed" --eval-every 3 --data-dir "$data" --offline --quiet >/dev/null
 "$bin" "${common[@]}" --init he --batchnorm --eval-every 5 --run-dir "$work/bn" >/dev/null
+# Validation metrics, a schedule's lr and diagnostics on every step.
+"$bin" "${common[@]}" --valid-split 500 --eval-every 4 --lr-schedule cosine --lr-warmup-steps 5 \
+  --diagnostics-every 1 --activation sigmoid --run-dir "$work/valid" >/dev/null
 # No TensorBoard file when asked for none; metrics.csv still.
 "$bin" "${common[@]}" --eval-every 0 --no-tensorboard --run-dir "$work/off" >/dev/null
 if compgen -G "$work/off/*tfevents*" >/dev/null; then
@@ -34,4 +37,4 @@ JSON
 "$bin" sweep "$work/sweep.json" --out "$work/sweep" --jobs 2 --threads 1 \
   --data-dir "$data" --offline >/dev/null 2>&1
 
-"$python" "$here/check-tensorboard.py" "$work/resumed" "$work/bn" "$work/sweep"
+"$python" "$here/check-tensorboard.py" "$work/resumed" "$work/bn" "$work/valid" "$work/sweep"

@@ -139,6 +139,7 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
             *model = run_step(
                 model.clone(),
                 &mut optim,
+                config.lr,
                 &config,
                 &data.train,
                 idx,

@@ -56,15 +56,54 @@ pub enum TrainMetrics {
     Batch,
 }
 
+/// The optimizer: the lecture series' path from plain gradient descent to Adam. All are
+/// Burn's (`burn::optim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Optimizer {
+    /// Plain stochastic gradient descent: w ← w − lr·g.
+    Sgd,
+    /// SGD with (heavy-ball) momentum: v ← μ·v + g, w ← w − lr·v (`momentum` = μ).
+    Momentum,
+    /// SGD with Nesterov momentum: v ← μ·v + g, w ← w − lr·(g + μ·v).
+    Nesterov,
+    /// RMSprop: divides by a running RMS of the gradient (`rho`, `epsilon`).
+    Rmsprop,
+    /// AdaGrad: divides by the root of the summed squared gradients (`epsilon`).
+    Adagrad,
+    /// Adam (`adam_beta1`, `adam_beta2`, `epsilon`).
+    Adam,
+    /// Adam with decoupled weight decay (Loshchilov & Hutter): `weight_decay` shrinks the
+    /// weights directly instead of entering the gradient.
+    Adamw,
+}
+
+/// How the learning rate moves over the run. Each starts after the optional linear warm-up
+/// (`lr_warmup_steps`) from `lr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// `lr` throughout.
+    Constant,
+    /// `lr` multiplied by `lr_decay_rate` every `lr_decay_steps` steps.
+    Step,
+    /// `lr · lr_decay_rate^(k / lr_decay_steps)` at step k: smooth, the same decay per step.
+    Exponential,
+    /// Half a cosine from `lr` down to `lr_min` over the rest of the run.
+    Cosine,
+}
+
 /// Declares every experiment key once: the full [`ExperimentConfig`] (JSON keys = field
 /// names, with defaults), and [`PartialConfig`] (every key optional) that config files' overlays,
 /// command-line flags (doc comments are the `--help` text), sweep bases, trials and grid values,
-/// and resume overrides all go through. Keys marked `opt` are absent by default.
+/// and resume overrides all go through. Keys marked `opt` are absent by default. A key renamed
+/// keeps its old name as an `alias` (config files, sweep files and saved runs' `config.json`
+/// still read); the flag's old spelling is a clap `alias` in the brackets.
 macro_rules! experiment_keys {
     ($(
         $(#[doc = $doc:literal])*
         [$($arg:tt)*]
-        $key:ident : $kind:ident $ty:ty $(= $default:expr)?;
+        $key:ident : $kind:ident $ty:ty $(= $default:expr)? $(, alias $old:literal)?;
     )*) => {
         /// Everything that decides what a run computes. Field names are the JSON keys.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +111,7 @@ macro_rules! experiment_keys {
         pub struct ExperimentConfig {
             $(
                 $(#[doc = $doc])*
+                $(#[serde(alias = $old)])?
                 pub $key: experiment_keys!(@full $kind $ty),
             )*
         }
@@ -91,12 +131,16 @@ macro_rules! experiment_keys {
                 $(#[doc = $doc])*
                 #[arg(long, $($arg)*)]
                 #[serde(default, skip_serializing_if = "Option::is_none")]
+                $(#[serde(alias = $old)])?
                 pub $key: Option<$ty>,
             )*
         }
 
         /// Every experiment key, in declaration order.
         pub const KEYS: &[&str] = &[$(stringify!($key)),*];
+
+        /// Old names of renamed keys: (old, current).
+        pub const KEY_ALIASES: &[(&str, &str)] = &[$($(($old, stringify!($key)),)?)*];
 
         impl PartialConfig {
             /// Sets the keys given here on `config`.
@@ -177,18 +221,53 @@ experiment_keys! {
     /// Batch size; the last partial batch of an epoch is dropped [default: 128].
     [value_name = "N"]
     batch_size: req usize = 128;
-    /// Adam learning rate [default: 0.001].
+    /// Optimizer [default: adam].
+    [value_enum]
+    optimizer: req Optimizer = Optimizer::Adam;
+    /// Learning rate; with a schedule, its peak (reached after the warm-up) [default: 0.001].
     [value_name = "LR"]
     lr: req f64 = 0.001;
-    /// Adam beta 1 [default: 0.9].
+    /// Momentum μ of the momentum and nesterov optimizers, in [0, 1) [default: 0.9].
+    [value_name = "M"]
+    momentum: req f64 = 0.9;
+    /// RMSprop's decay of its average of squared gradients, in [0, 1) [default: 0.9, as
+    /// Keras; PyTorch's alpha is 0.99].
+    [value_name = "RHO"]
+    rho: req f64 = 0.9;
+    /// Adam and AdamW beta 1 [default: 0.9].
     [value_name = "B1"]
     adam_beta1: req f64 = 0.9;
-    /// Adam beta 2 [default: 0.999].
+    /// Adam and AdamW beta 2 [default: 0.999].
     [value_name = "B2"]
     adam_beta2: req f64 = 0.999;
-    /// Adam epsilon [default: 1e-7, as Keras; Burn's own is 1e-5].
-    [value_name = "EPS"]
-    adam_epsilon: req f64 = 1e-7;
+    /// Epsilon of rmsprop, adagrad, adam and adamw (formerly `adam_epsilon`) [default: 1e-7,
+    /// as Keras; Burn's own is 1e-5].
+    [value_name = "EPS", alias = "adam-epsilon"]
+    epsilon: req f64 = 1e-7, alias "adam_epsilon";
+    /// Weight decay λ: an L2 term λ·w added to the gradient, or with adamw the decoupled
+    /// decay w ← w·(1 − lr·λ) [default: 0].
+    [value_name = "LAMBDA"]
+    weight_decay: req f64 = 0.0;
+    /// Clip each parameter tensor's gradient to this L2 norm (Burn's clipping: per tensor,
+    /// not over the whole model) [default: none].
+    [value_name = "NORM"]
+    grad_clip: opt f64;
+    /// Learning-rate schedule [default: constant].
+    [value_enum]
+    lr_schedule: req LrSchedule = LrSchedule::Constant;
+    /// Linear warm-up: step k < N trains at lr·(k+1)/N, then the schedule starts [default: 0].
+    [value_name = "N"]
+    lr_warmup_steps: req usize = 0;
+    /// Factor of the step and exponential schedules, in (0, 1] [default: 0.1].
+    [value_name = "RATE"]
+    lr_decay_rate: req f64 = 0.1;
+    /// Steps over which the step and exponential schedules multiply the lr by
+    /// lr_decay_rate [default: one epoch].
+    [value_name = "N"]
+    lr_decay_steps: opt usize;
+    /// Floor of the cosine schedule, reached at the end of the run [default: 0].
+    [value_name = "LR"]
+    lr_min: req f64 = 0.0;
     /// Seed for initialization, data order and dropout [default: 0].
     [value_name = "N"]
     seed: req u64 = 0;
@@ -208,6 +287,14 @@ experiment_keys! {
     /// Evaluate on only the first N test images [default: all].
     [value_name = "N"]
     test_limit: opt usize;
+    /// Hold out N images of the (limited) training set, chosen by the seed and never trained
+    /// on: evaluations also score them, and the best model is chosen on them [default: 0].
+    [value_name = "N"]
+    valid_split: req usize = 0;
+    /// Stop after P evaluations without a better validation accuracy (needs valid_split)
+    /// [default: never].
+    [value_name = "P"]
+    early_stopping: opt usize;
     /// Checkpoint every N steps; 0 = only at epoch ends and the end [default: 100].
     [value_name = "N"]
     checkpoint_every: req usize = 100;
@@ -263,17 +350,28 @@ impl ExperimentConfig {
         };
         finite_pos("lr", self.lr)?;
         finite_pos("init_std", self.init_std)?;
-        finite_pos("adam_epsilon", self.adam_epsilon)?;
+        finite_pos("epsilon", self.epsilon)?;
         finite_pos("batchnorm_epsilon", self.batchnorm_epsilon)?;
+        if let Some(clip) = self.grad_clip {
+            finite_pos("grad_clip", clip)?;
+        }
         if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
             return Err(out_of_range("dropout", self.dropout, "must be in [0, 1)"));
         }
         for (key, v) in [
             ("adam_beta1", self.adam_beta1),
             ("adam_beta2", self.adam_beta2),
+            ("momentum", self.momentum),
+            ("rho", self.rho),
         ] {
             if !(v.is_finite() && (0.0..1.0).contains(&v)) {
                 return Err(out_of_range(key, v, "must be in [0, 1)"));
+            }
+        }
+        self.validate_schedule()?;
+        for (key, v) in [("weight_decay", self.weight_decay), ("lr_min", self.lr_min)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(out_of_range(key, v, "must be a finite number >= 0"));
             }
         }
         if !(self.batchnorm_momentum.is_finite() && (0.0..1.0).contains(&self.batchnorm_momentum)) {
@@ -339,6 +437,21 @@ impl ExperimentConfig {
                 "must be >= 1 (or absent for all)",
             ));
         }
+        if self.early_stopping == Some(0) {
+            return Err(out_of_range(
+                "early_stopping",
+                0,
+                "must be >= 1 evaluations (or absent for never)",
+            ));
+        }
+        if self.early_stopping.is_some() && self.valid_split == 0 {
+            return Err(out_of_range(
+                "early_stopping",
+                self.early_stopping.unwrap_or_default(),
+                "needs a validation set to watch: set valid_split too (stopping on the test \
+                 set would make its accuracy a selected, optimistic number)",
+            ));
+        }
         if let Some(name) = &self.name {
             let ok = !name.is_empty()
                 && name
@@ -357,6 +470,50 @@ impl ExperimentConfig {
                 "keep_checkpoints",
                 0,
                 "must be >= 1 (resume needs at least one)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The schedule's own keys, and the learning rates Burn's schedulers accept.
+    fn validate_schedule(&self) -> Result<()> {
+        if !(self.lr_decay_rate.is_finite()
+            && self.lr_decay_rate > 0.0
+            && self.lr_decay_rate <= 1.0)
+        {
+            return Err(out_of_range(
+                "lr_decay_rate",
+                self.lr_decay_rate,
+                "must be in (0, 1]",
+            ));
+        }
+        if self.lr_decay_steps == Some(0) {
+            return Err(out_of_range(
+                "lr_decay_steps",
+                0,
+                "must be >= 1 (or absent for one epoch)",
+            ));
+        }
+        if self.lr_schedule == LrSchedule::Cosine && self.lr_min > self.lr {
+            return Err(out_of_range(
+                "lr_min",
+                self.lr_min,
+                &format!(
+                    "the cosine schedule's floor must not exceed lr ({})",
+                    self.lr
+                ),
+            ));
+        }
+        // Burn's cosine, exponential and linear (warm-up) schedulers take rates in (0, 1].
+        let bounded = matches!(
+            self.lr_schedule,
+            LrSchedule::Cosine | LrSchedule::Exponential
+        ) || self.lr_warmup_steps > 1;
+        if bounded && self.lr > 1.0 {
+            return Err(out_of_range(
+                "lr",
+                self.lr,
+                "must be at most 1 with a cosine or exponential schedule or a warm-up",
             ));
         }
         Ok(())
@@ -411,6 +568,79 @@ impl ExperimentConfig {
             let first = self.hidden.first().copied().unwrap_or(0);
             s.push_str(&format!("-{}x{first}", self.hidden.len()));
         }
+        s.push_str(&self.optimizer_label());
+        if self.valid_split > 0 {
+            s.push_str(&format!("-valid{}", self.valid_split));
+        }
+        if let Some(p) = self.early_stopping {
+            s.push_str(&format!("-es{p}"));
+        }
+        s
+    }
+
+    /// The optimizer and schedule keys that differ from the defaults, as a label suffix
+    /// (`-sgd-lr0.1-cosine-warmup100`); a hyperparameter shows only where it has an effect.
+    fn optimizer_label(&self) -> String {
+        let d = Self::default();
+        let mut s = String::new();
+        let mut push = |differs: bool, part: String| {
+            if differs {
+                s.push('-');
+                s.push_str(&part);
+            }
+        };
+        let o = self.optimizer;
+        push(o != d.optimizer, enum_name(&o));
+        push(self.lr != d.lr, format!("lr{}", self.lr));
+        push(
+            matches!(o, Optimizer::Momentum | Optimizer::Nesterov) && self.momentum != d.momentum,
+            format!("m{}", self.momentum),
+        );
+        push(
+            o == Optimizer::Rmsprop && self.rho != d.rho,
+            format!("rho{}", self.rho),
+        );
+        let adam = matches!(o, Optimizer::Adam | Optimizer::Adamw);
+        push(
+            adam && self.adam_beta1 != d.adam_beta1,
+            format!("b1_{}", self.adam_beta1),
+        );
+        push(
+            adam && self.adam_beta2 != d.adam_beta2,
+            format!("b2_{}", self.adam_beta2),
+        );
+        push(
+            !matches!(
+                o,
+                Optimizer::Sgd | Optimizer::Momentum | Optimizer::Nesterov
+            ) && self.epsilon != d.epsilon,
+            format!("eps{}", self.epsilon),
+        );
+        push(
+            self.weight_decay != d.weight_decay,
+            format!("wd{}", self.weight_decay),
+        );
+        if let Some(clip) = self.grad_clip {
+            push(true, format!("clip{clip}"));
+        }
+        let schedule = self.lr_schedule;
+        push(schedule != d.lr_schedule, enum_name(&schedule));
+        let decays = matches!(schedule, LrSchedule::Step | LrSchedule::Exponential);
+        push(
+            decays && self.lr_decay_rate != d.lr_decay_rate,
+            format!("rate{}", self.lr_decay_rate),
+        );
+        if let (true, Some(n)) = (decays, self.lr_decay_steps) {
+            push(true, format!("every{n}"));
+        }
+        push(
+            schedule == LrSchedule::Cosine && self.lr_min != d.lr_min,
+            format!("min{}", self.lr_min),
+        );
+        push(
+            self.lr_warmup_steps != d.lr_warmup_steps,
+            format!("warmup{}", self.lr_warmup_steps),
+        );
         s
     }
 
@@ -437,7 +667,12 @@ mod tests {
         assert_eq!(c.hidden, vec![256, 256]);
         assert_eq!(c.batch_size, 128);
         assert_eq!(c.lr, 0.001);
-        assert_eq!(c.adam_epsilon, 1e-7);
+        assert_eq!(c.epsilon, 1e-7);
+        assert_eq!(c.optimizer, Optimizer::Adam);
+        assert_eq!(c.lr_schedule, LrSchedule::Constant);
+        assert_eq!(c.lr_warmup_steps, 0);
+        assert_eq!(c.weight_decay, 0.0);
+        assert_eq!(c.grad_clip, None);
         assert_eq!(c.batchnorm_momentum, 0.99);
         assert_eq!(c.batchnorm_epsilon, 1e-3);
         assert_eq!(c.eval_every, 1);
@@ -497,6 +732,88 @@ mod tests {
         assert!(range_error(|c| c.train_limit = Some(0)).contains("`train_limit`"));
         assert!(range_error(|c| c.keep_checkpoints = 0).contains("`keep_checkpoints`"));
         assert!(range_error(|c| c.hidden = vec![65_536, 65_536]).contains("parameters"));
+    }
+
+    #[test]
+    fn optimizer_and_schedule_keys_are_checked_by_name() {
+        assert!(range_error(|c| c.momentum = 1.0).contains("`momentum`: 1"));
+        assert!(range_error(|c| c.rho = -0.1).contains("`rho`"));
+        assert!(range_error(|c| c.epsilon = 0.0).contains("`epsilon`"));
+        assert!(range_error(|c| c.weight_decay = -1e-4).contains("`weight_decay`"));
+        assert!(range_error(|c| c.weight_decay = f64::INFINITY).contains("`weight_decay`"));
+        assert!(range_error(|c| c.grad_clip = Some(0.0)).contains("`grad_clip`"));
+        assert!(range_error(|c| c.lr_decay_rate = 0.0).contains("`lr_decay_rate`"));
+        assert!(range_error(|c| c.lr_decay_rate = 1.5).contains("`lr_decay_rate`"));
+        assert!(range_error(|c| c.lr_decay_steps = Some(0)).contains("`lr_decay_steps`"));
+        assert!(range_error(|c| c.lr_min = f64::NAN).contains("`lr_min`"));
+        let e = range_error(|c| c.early_stopping = Some(3));
+        assert!(
+            e.contains("`early_stopping`") && e.contains("valid_split"),
+            "{e}"
+        );
+        let e = range_error(|c| {
+            c.valid_split = 100;
+            c.early_stopping = Some(0);
+        });
+        assert!(e.contains("`early_stopping`: 0"), "{e}");
+        let e = range_error(|c| {
+            c.lr_schedule = LrSchedule::Cosine;
+            c.lr_min = 0.01;
+        });
+        assert!(
+            e.contains("`lr_min`") && e.contains("must not exceed lr"),
+            "{e}"
+        );
+        let e = range_error(|c| {
+            c.lr_warmup_steps = 10;
+            c.lr = 2.0;
+        });
+        assert!(e.contains("`lr`: 2"), "{e}");
+        // A constant or step schedule takes any positive lr.
+        ExperimentConfig {
+            optimizer: Optimizer::Sgd,
+            lr: 2.0,
+            lr_schedule: LrSchedule::Step,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    /// `adam_epsilon` was renamed `epsilon` when other optimizers came to use it; old config
+    /// files, sweep entries and saved runs keep reading.
+    #[test]
+    fn the_old_adam_epsilon_key_still_reads() {
+        let c = ExperimentConfig::from_json(r#"{"adam_epsilon": 1e-8}"#).unwrap();
+        assert_eq!(c.epsilon, 1e-8);
+        assert!(c.to_json_pretty().contains("\"epsilon\": 1e-8"));
+        let p: PartialConfig = serde_json::from_str(r#"{"adam_epsilon": 1e-8}"#).unwrap();
+        assert_eq!(p.epsilon, Some(1e-8));
+        assert_eq!(KEY_ALIASES, &[("adam_epsilon", "epsilon")]);
+    }
+
+    #[test]
+    fn labels_show_optimizer_keys_that_differ_and_matter() {
+        let c = ExperimentConfig {
+            optimizer: Optimizer::Nesterov,
+            lr: 0.05,
+            momentum: 0.95,
+            rho: 0.5, // not an RMSprop run: no effect, not shown
+            weight_decay: 1e-4,
+            grad_clip: Some(1.0),
+            lr_schedule: LrSchedule::Cosine,
+            lr_warmup_steps: 100,
+            ..Default::default()
+        };
+        assert_eq!(
+            c.label(),
+            "relu-random-normal0.05-nesterov-lr0.05-m0.95-wd0.0001-clip1-cosine-warmup100"
+        );
+        assert_eq!(
+            ExperimentConfig::default().label(),
+            "relu-random-normal0.05",
+            "the defaults add nothing"
+        );
     }
 
     #[test]

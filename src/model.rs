@@ -571,7 +571,7 @@ mod tests {
             model = optim.step(1e-3, model, grads);
         }
         let state = TrainState::new(&cfg, "test");
-        let dir = checkpoint::save(tmp.path(), &model, &optim, &state, 2).unwrap();
+        let dir = checkpoint::save(tmp.path(), &model, &optim, &state, None, 2).unwrap();
         let ckpt = checkpoint::open(&dir).unwrap();
         assert_eq!(ckpt.state, state);
 

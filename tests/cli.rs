@@ -5,7 +5,9 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{bin, final_weights, metrics, summary, write_dataset};
+use common::{
+    assert_resume_is_exact, bin, final_weights, metrics, summary, without_time, write_dataset,
+};
 use mnist_train::config::ExperimentConfig;
 use mnist_train::model::Mlp;
 use mnist_train::train::checkpoint;
@@ -94,61 +96,9 @@ fn json_mode_prints_only_json_lines() {
         .collect();
     assert_eq!(rows.len(), 20);
     assert!(rows[0]["train_loss"].as_f64().unwrap() > 0.0);
+    assert_eq!(rows[0]["lr"], 0.001, "the learning rate in force");
     assert!(rows[19]["test_accuracy"].as_f64().is_some());
     assert!(rows[18].get("test_accuracy").is_none());
-}
-
-fn without_time(m: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
-    m.into_iter()
-        .map(|mut v| {
-            v.as_object_mut().unwrap().remove("elapsed_s");
-            v
-        })
-        .collect()
-}
-
-fn assert_resume_is_exact(extra: &[&str]) {
-    let (tmp, data) = setup();
-    let whole = tmp.path().join("whole");
-    let split = tmp.path().join("split");
-    let common_args = [
-        "--epochs",
-        "2",
-        "--eval-every",
-        "3",
-        "--checkpoint-every",
-        "4",
-    ];
-    small_run(&mut bin(tmp.path(), &data), &whole)
-        .args(common_args)
-        .args(extra)
-        .assert()
-        .success();
-    // Interrupted mid-epoch (step 13 of 20, between two periodic checkpoints), then resumed.
-    small_run(&mut bin(tmp.path(), &data), &split)
-        .args(common_args)
-        .args(extra)
-        .args(["--max-steps", "13"])
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("--resume"));
-    assert_eq!(metrics(&split).len(), 13);
-    bin(tmp.path(), &data)
-        .args(["--resume", split.to_str().unwrap()])
-        .assert()
-        .success();
-
-    let (a, b) = (final_weights(&whole), final_weights(&split));
-    assert_eq!(a.len(), b.len());
-    assert!(
-        a == b,
-        "resumed weights differ from the uninterrupted run's"
-    );
-    assert_eq!(without_time(metrics(&whole)), without_time(metrics(&split)));
-    assert_eq!(
-        summary(&whole)["final_test_accuracy"],
-        summary(&split)["final_test_accuracy"]
-    );
 }
 
 #[test]

@@ -423,6 +423,117 @@ fn every_kind_of_bad_input_gets_one_clear_line_and_its_exit_code() {
         ),
         t("lr NaN", &["--lr", "NaN"], 2, &["`lr`: NaN"]),
         t("lr infinite", &["--lr", "inf"], 2, &["`lr`: inf"]),
+        t(
+            "momentum 1",
+            &["--optimizer", "momentum", "--momentum", "1"],
+            2,
+            &["`momentum`: 1", "[0, 1)"],
+        ),
+        t(
+            "negative rho",
+            &["--rho=-0.5"],
+            2,
+            &["`rho`: -0.5", "[0, 1)"],
+        ),
+        t(
+            "epsilon 0",
+            &["--epsilon", "0"],
+            2,
+            &["`epsilon`: 0", "finite number > 0"],
+        ),
+        t(
+            "old adam-epsilon flag",
+            &["--adam-epsilon=-1"],
+            2,
+            &["`epsilon`: -1"],
+        ),
+        t(
+            "negative weight decay",
+            &["--weight-decay=-0.1"],
+            2,
+            &["`weight_decay`: -0.1", ">= 0"],
+        ),
+        t(
+            "grad clip 0",
+            &["--grad-clip", "0"],
+            2,
+            &["`grad_clip`: 0", "finite number > 0"],
+        ),
+        t(
+            "decay rate 0",
+            &["--lr-decay-rate", "0"],
+            2,
+            &["`lr_decay_rate`: 0", "(0, 1]"],
+        ),
+        t(
+            "decay steps 0",
+            &["--lr-decay-steps", "0"],
+            2,
+            &["`lr_decay_steps`: 0", ">= 1"],
+        ),
+        t(
+            "negative lr_min",
+            &["--lr-min=-1"],
+            2,
+            &["`lr_min`: -1", ">= 0"],
+        ),
+        t(
+            "cosine floor above lr",
+            &["--lr-schedule", "cosine", "--lr-min", "0.1"],
+            2,
+            &["`lr_min`: 0.1", "must not exceed lr"],
+        ),
+        t(
+            "lr above 1 with a warm-up",
+            &["--lr", "2", "--lr-warmup-steps", "10"],
+            2,
+            &["`lr`: 2", "at most 1"],
+        ),
+        t(
+            "validation split as large as the data",
+            &["--valid-split", "640"],
+            2,
+            &["`valid_split`: 640", "less than the 640 training images"],
+        ),
+        t(
+            "early stopping without a validation split",
+            &["--early-stopping", "3"],
+            2,
+            &["`early_stopping`: 3", "valid_split"],
+        ),
+        t(
+            "early stopping 0",
+            &["--valid-split", "64", "--early-stopping", "0"],
+            2,
+            &["`early_stopping`: 0", ">= 1"],
+        ),
+        Case {
+            clap: true,
+            ..t(
+                "unknown optimizer",
+                &["--optimizer", "adamax"],
+                2,
+                &["invalid value 'adamax'", "nesterov"],
+            )
+        },
+        Case {
+            clap: true,
+            ..t(
+                "unknown schedule",
+                &["--lr-schedule", "linear"],
+                2,
+                &["invalid value 'linear'", "cosine"],
+            )
+        },
+        Case {
+            clap: true,
+            ..t(
+                "negative warm-up",
+                &["--lr-warmup-steps=-1"],
+                2,
+                &["invalid value '-1'", "--lr-warmup-steps"],
+            )
+        },
         t("init_std 0", &["--init-std", "0"], 2, &["`init_std`"]),
         t(
             "batch 0",

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{bin, metrics, summary, write_dataset};
+use common::{assert_resume_is_exact, bin, metrics, summary, write_dataset};
 
 /// 640 toy training images at batch 32: 20 steps per epoch.
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -65,6 +65,12 @@ fn data_order_changes_mid_epoch_are_refused_naming_the_key() {
         ("--train-limit", "320", "`train_limit`", 2),
         ("--activation", "tanh", "`activation`", 2),
         ("--dropout", "0.5", "`dropout`", 2),
+        ("--optimizer", "sgd", "`optimizer`", 2),
+        ("--valid-split", "64", "`valid_split`", 2),
+        ("--weight-decay", "0.01", "`weight_decay`", 2),
+        ("--grad-clip", "1", "`grad_clip`", 2),
+        // The old spelling of `epsilon`.
+        ("--adam-epsilon", "1e-8", "`epsilon`", 2),
         // Another architecture: the checkpoint does not fit (exit 4, as documented).
         ("--hidden", "64", "architecture 784 → 32 → 10", 4),
     ] {
@@ -80,18 +86,111 @@ fn data_order_changes_mid_epoch_are_refused_naming_the_key() {
     );
     assert_eq!(metrics(&run).len(), 10);
 
-    // Keys that only decide how long to train and what to measure may change mid-epoch.
+    // Keys that only decide how long to train, what to measure and the learning rate's
+    // schedule may change mid-epoch.
     resume(
         tmp.path(),
         &data,
         &run,
-        &["--epochs", "3", "--eval-every", "4"],
+        &[
+            "--epochs",
+            "3",
+            "--eval-every",
+            "4",
+            "--lr-schedule",
+            "step",
+            "--lr-decay-steps",
+            "25",
+        ],
     )
     .success();
     let m = metrics(&run);
     assert_eq!(m.len(), 60);
     assert!(m[11].get("test_accuracy").is_some(), "new cadence used");
+    assert_eq!(m[24]["lr"], 0.001);
+    let lr = m[25]["lr"].as_f64().unwrap();
+    assert!(
+        (lr - 1e-4).abs() < 1e-15,
+        "the new schedule, at the run's own step count: {lr}"
+    );
     assert_eq!(summary(&run)["config"]["epochs"], 3);
+}
+
+/// The optimizer's state (momentum velocities), the schedule's position (warm-up then
+/// cosine) and clipping and weight decay all resume exactly.
+#[test]
+fn resume_is_exact_with_momentum_cosine_warmup_clipping_and_weight_decay() {
+    assert_resume_is_exact(&[
+        "--optimizer",
+        "momentum",
+        "--lr",
+        "0.05",
+        "--lr-schedule",
+        "cosine",
+        "--lr-warmup-steps",
+        "5",
+        "--lr-min",
+        "0.001",
+        "--grad-clip",
+        "0.5",
+        "--weight-decay",
+        "1e-3",
+    ]);
+}
+
+/// The held-out images, the best model chosen on them (kept inside each checkpoint) and the
+/// early-stopping counter all resume exactly; the run stops at the same step.
+#[test]
+fn resume_is_exact_with_a_validation_split_and_early_stopping() {
+    let s = assert_resume_is_exact(&["--valid-split", "64", "--early-stopping", "4"]);
+    // It stopped, and after the interruption at step 13: the counter crossed the resume.
+    let steps = s["steps"].as_u64().unwrap();
+    assert!(
+        s["stopped_early"].is_string() && steps > 13 && steps < 36,
+        "{s}"
+    );
+}
+
+/// The other optimizers' states: RMSprop's average, AdaGrad's sums and step count, AdamW's
+/// moments, Nesterov's velocity; with the step and exponential schedules.
+#[test]
+fn resume_is_exact_with_every_optimizer_state() {
+    for extra in [
+        &[
+            "--optimizer",
+            "rmsprop",
+            "--lr-schedule",
+            "step",
+            "--lr-decay-steps",
+            "6",
+        ][..],
+        &[
+            "--optimizer",
+            "adagrad",
+            "--lr",
+            "0.05",
+            "--lr-schedule",
+            "exponential",
+        ],
+        &[
+            "--optimizer",
+            "adamw",
+            "--weight-decay",
+            "0.01",
+            "--grad-clip",
+            "1",
+        ],
+        &[
+            "--optimizer",
+            "nesterov",
+            "--lr",
+            "0.05",
+            "--momentum",
+            "0.8",
+        ],
+    ] {
+        assert_resume_is_exact(extra);
+    }
 }
 
 #[test]

@@ -263,3 +263,37 @@ fn bad_sweeps_are_one_line_usage_errors() {
         .code(2)
         .stderr(predicate::str::contains("is not a sweep directory"));
 }
+
+/// With a validation split, a row's "best" is the test accuracy of the model chosen on
+/// validation, as the caption says, not the highest test evaluation.
+#[test]
+fn with_a_validation_split_best_is_chosen_on_validation() {
+    let (tmp, data) = setup();
+    let out = tmp.path().join("out");
+    bin(tmp.path(), &data)
+        .args([
+            "sweep",
+            "tiny.json",
+            "--set",
+            "valid_split=64",
+            "--set",
+            "seed=0",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "of the model chosen on the validation set",
+        ));
+    let report = json(&out.join("results.json"));
+    for row in report["rows"].as_array().unwrap() {
+        let trial = &row["trials"][0];
+        let summary = json(
+            &out.join(trial["dir"].as_str().unwrap())
+                .join("summary.json"),
+        );
+        let chosen = summary["test_accuracy_at_best_valid"].as_f64().unwrap() * 100.0;
+        assert!((trial["best_test_accuracy"].as_f64().unwrap() - chosen).abs() < 1e-9);
+    }
+}

@@ -98,7 +98,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             Some(&config),
             Damaged::MoveAside,
             &|c| Mlp::new(c, &ad),
-            Some(&|| optimizer(&config)),
+            Some(&optimizer),
         )?;
         for line in &loaded.skipped {
             eprintln!("warning: {line}");
@@ -141,11 +141,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     };
 
+    // With a validation split, "best" is the model chosen on it, and its test accuracy the
+    // one to report; the best of the test evaluations would be a selected, optimistic number.
+    let best = match (
+        summary.valid_accuracy_best,
+        summary.test_accuracy_at_best_valid,
+    ) {
+        (Some(valid), Some(test)) => format!(
+            "best on validation {valid:.4} at step {}: test_accuracy {test:.4} (checkpoints/{})",
+            summary.best_valid_step.unwrap_or_default(),
+            crate::train::checkpoint::BEST_DIR
+        ),
+        _ => format!("best {:.4}", summary.best_test_accuracy),
+    };
     let line = format!(
-        "final test_accuracy: {:.4} (best {:.4}), test_loss: {:.4}, {} steps in {:.1} s \
+        "final test_accuracy: {:.4} ({best}), test_loss: {:.4}, {} steps in {:.1} s \
          ({:.0} images/s); run: {}",
         summary.final_test_accuracy,
-        summary.best_test_accuracy,
         summary.final_test_loss,
         summary.steps,
         summary.wall_time_s,

@@ -19,6 +19,19 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<u32> {
     order
 }
 
+/// Splits `n` training images into (trained on, held out for validation): `valid` of them,
+/// drawn by the seed from a stream of their own, so the same seed holds out the same images
+/// whatever the epoch. Both lists are in file order.
+pub fn holdout(n: usize, valid: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, 0, 0x0a11_da7e));
+    order.shuffle(&mut rng);
+    let (held, kept) = order.split_at_mut(valid.min(n));
+    held.sort_unstable();
+    kept.sort_unstable();
+    (kept.to_vec(), held.to_vec())
+}
+
 /// Seed of the device RNG (dropout masks) for one global step, so that step draws the same
 /// masks whether the run was interrupted before it or not.
 pub fn step_seed(seed: u64, global_step: usize) -> u64 {
@@ -127,6 +140,29 @@ mod tests {
         assert_ne!(a, epoch_order(1000, 7, 1), "each epoch reshuffles");
         assert_ne!(a, epoch_order(1000, 8, 0), "the seed matters");
         assert_ne!(a, sorted, "it is shuffled");
+    }
+
+    #[test]
+    fn validation_images_are_never_trained_on_and_fixed_by_the_seed() {
+        let (train, valid) = holdout(1000, 100, 7);
+        assert_eq!((train.len(), valid.len()), (900, 100));
+        let mut all: Vec<u32> = train.iter().chain(&valid).copied().collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..1000).collect::<Vec<u32>>(),
+            "disjoint, and nothing lost"
+        );
+        assert_eq!((train.clone(), valid.clone()), holdout(1000, 100, 7));
+        assert_ne!(valid, holdout(1000, 100, 8).1, "another seed, other images");
+        assert_ne!(
+            valid,
+            (0..100).collect::<Vec<u32>>(),
+            "drawn, not the first ones"
+        );
+        // The epochs' orders draw from the kept images only.
+        let order = epoch_order(train.len(), 7, 3);
+        assert!(order.iter().all(|&i| !valid.contains(&train[i as usize])));
     }
 
     #[test]

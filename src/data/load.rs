@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::batcher::holdout;
 use super::{DatasetName, MnistData, locate};
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
@@ -45,7 +46,8 @@ pub fn load(name: DatasetName, source: &DataSource) -> Result<MnistData> {
     unreachable!()
 }
 
-/// The config's dataset, cut to its `train_limit` / `test_limit`.
+/// The config's dataset, cut to its `train_limit` / `test_limit`, with `valid_split` images of
+/// the training images left held out for validation.
 pub fn load_limited(config: &ExperimentConfig, source: &DataSource) -> Result<MnistData> {
     let mut data = load(config.dataset, source)?;
     if let Some(n) = config.train_limit {
@@ -53,6 +55,19 @@ pub fn load_limited(config: &ExperimentConfig, source: &DataSource) -> Result<Mn
     }
     if let Some(n) = config.test_limit {
         data.test.truncate(n);
+    }
+    if config.valid_split > 0 {
+        let n = data.train.len();
+        if config.valid_split >= n {
+            return Err(Error::OutOfRange {
+                key: "valid_split",
+                value: config.valid_split.to_string(),
+                allowed: format!("must be less than the {n} training images in use"),
+            });
+        }
+        let (kept, held) = holdout(n, config.valid_split, config.seed);
+        data.valid = data.train.select(&held);
+        data.train = data.train.select(&kept);
     }
     Ok(data)
 }

@@ -105,6 +105,21 @@ impl Split {
         self.labels.truncate(n);
         self.images.truncate(n.saturating_mul(IMAGE_PIXELS));
     }
+
+    /// The examples at `indices`, in that order.
+    pub fn select(&self, indices: &[u32]) -> Split {
+        let mut out = Split {
+            images: Vec::with_capacity(indices.len() * IMAGE_PIXELS),
+            labels: Vec::with_capacity(indices.len()),
+        };
+        for &i in indices {
+            let i = i as usize;
+            out.images
+                .extend_from_slice(&self.images[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]);
+            out.labels.push(self.labels[i]);
+        }
+        out
+    }
 }
 
 /// A whole dataset loaded into memory.
@@ -114,8 +129,12 @@ pub struct MnistData {
     pub name: DatasetName,
     /// Directory the files were read from.
     pub dir: PathBuf,
-    /// The 60,000-example training split (for the canonical files).
+    /// The 60,000-example training split (for the canonical files); without the validation
+    /// images once they are held out.
     pub train: Split,
+    /// Images held out of the training split for model selection (`valid_split`); empty when
+    /// none are.
+    pub valid: Split,
     /// The 10,000-example test split (for the canonical files).
     pub test: Split,
 }
@@ -130,6 +149,7 @@ impl MnistData {
             name,
             dir: dir.to_path_buf(),
             train,
+            valid: Split::default(),
             test,
         })
     }

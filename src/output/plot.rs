@@ -1145,9 +1145,8 @@ mod tests {
                 train_loss: 2.0 / s as f32,
                 train_accuracy: 1.0 - 0.9 / s as f32,
                 test_accuracy: (s % 10 == 0).then(|| 1.0 - 0.8 / s as f32),
-                test_loss: None,
                 elapsed_s: s as f64,
-                layers: None,
+                ..Default::default()
             };
             lines.push_str(&serde_json::to_string(&m).unwrap());
             lines.push('\n');

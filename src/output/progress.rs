@@ -124,9 +124,8 @@ mod tests {
             train_loss: 0.066_102_33,
             train_accuracy: 0.984_375,
             test_accuracy: test,
-            test_loss: None,
             elapsed_s: 1.0,
-            layers: None,
+            ..Default::default()
         }
     }
 

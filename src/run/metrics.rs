@@ -29,6 +29,15 @@ pub struct StepMetrics {
     pub global_step: usize,
     pub train_loss: f32,
     pub train_accuracy: f32,
+    /// The learning rate this step trained with (absent in lines written before it was
+    /// recorded).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lr: Option<f64>,
+    /// Present on evaluated steps when images are held out for validation (`valid_split`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_accuracy: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_loss: Option<f32>,
     /// Present on steps where the test set was evaluated.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub test_accuracy: Option<f32>,
@@ -104,6 +113,9 @@ impl StepMetrics {
             "Epoch: [{:2}] [{:5}/{:5}], train_loss: {:.8}, train_accuracy: {:.4}",
             self.epoch, self.step, self.steps_per_epoch, self.train_loss, self.train_accuracy
         );
+        if let Some(acc) = self.valid_accuracy {
+            line.push_str(&format!(", valid_accuracy: {acc:.4}"));
+        }
         if let Some(acc) = self.test_accuracy {
             line.push_str(&format!(", test_accuracy: {acc:.4}"));
         }
@@ -117,6 +129,15 @@ impl StepMetrics {
             ("train_loss".to_string(), self.train_loss),
             ("train_accuracy".to_string(), self.train_accuracy),
         ];
+        if let Some(x) = self.lr {
+            v.push(("lr".into(), x as f32));
+        }
+        if let Some(x) = self.valid_accuracy {
+            v.push(("valid_accuracy".into(), x));
+        }
+        if let Some(x) = self.valid_loss {
+            v.push(("valid_loss".into(), x));
+        }
         if let Some(x) = self.test_accuracy {
             v.push(("test_accuracy".into(), x));
         }
@@ -243,8 +264,9 @@ mod tests {
                 train_accuracy: 0.5,
                 test_accuracy: (s % 2 == 0).then_some(0.9),
                 test_loss: (s % 2 == 0).then_some(0.3),
+                lr: Some(0.001),
                 elapsed_s: s as f64,
-                layers: None,
+                ..Default::default()
             };
             log.record(&m).unwrap();
         }

@@ -27,6 +27,21 @@ pub struct Summary {
     pub images_per_s: f64,
     pub train_images: usize,
     pub test_images: usize,
+    /// Images held out for validation (`valid_split`).
+    #[serde(default)]
+    pub valid_images: usize,
+    /// With a validation split: the best validation accuracy, the step that reached it, and
+    /// the test accuracy of that model — the honest estimate (`best_test_accuracy` picks the
+    /// best of many test evaluations, which overstates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_accuracy_best: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_valid_step: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy_at_best_valid: Option<f64>,
+    /// Why the run ended before its last epoch (early stopping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
 }
 
 impl Summary {

@@ -109,9 +109,13 @@ pub fn write_experiment(out: &Path, name: &str, trials: &[Trial]) -> Result<()> 
             }
         })
         .collect::<Vec<_>>();
+    let mut metrics = METRICS.to_vec();
+    if trials.iter().any(|t| t.config.valid_split > 0) {
+        metrics.splice(0..0, ["valid_accuracy", "valid_loss"]);
+    }
     let now = tensorboard::now();
     let mut bytes = tensorboard::file_version(now);
-    bytes.extend(tensorboard::experiment(now, name, &infos, METRICS));
+    bytes.extend(tensorboard::experiment(now, name, &infos, &metrics));
     write_atomic(&out.join(HPARAMS_FILE), &bytes)
 }
 

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ExperimentConfig, KEYS, PartialConfig};
+use crate::config::{ExperimentConfig, KEY_ALIASES, KEYS, PartialConfig};
 use crate::error::{Error, Result};
 
 /// The sweep-file keys; anything else is an error.
@@ -92,7 +92,7 @@ fn check_key(key: &str) -> std::result::Result<(), String> {
                 .into(),
         );
     }
-    if KEYS.contains(&key) {
+    if KEYS.contains(&key) || KEY_ALIASES.iter().any(|(old, _)| *old == key) {
         Ok(())
     } else {
         Err(format!(

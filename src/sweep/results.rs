@@ -228,6 +228,14 @@ fn mean_curve(runs: &[Vec<(usize, f64)>]) -> Curve {
     curve
 }
 
+/// A run's "best" test accuracy: with a validation split, that of the model chosen on it (the
+/// highest of the test evaluations would be a selected, optimistic number).
+fn best_test_accuracy(summary: &Summary) -> f64 {
+    summary
+        .test_accuracy_at_best_valid
+        .unwrap_or(summary.best_test_accuracy)
+}
+
 /// Reads every trial of the sweep in `dir` and aggregates them.
 pub fn build(dir: &Path) -> Result<SweepReport> {
     let manifest = read_manifest(dir)?;
@@ -259,7 +267,7 @@ pub fn build(dir: &Path) -> Result<SweepReport> {
             };
             if let Some(s) = &summary {
                 finals.push(s.final_test_accuracy * 100.0);
-                bests.push(s.best_test_accuracy * 100.0);
+                bests.push(best_test_accuracy(s) * 100.0);
                 losses.push(s.final_train_loss);
                 walls.push(s.wall_time_s);
                 let recorded = metrics::read(&run);
@@ -277,7 +285,7 @@ pub fn build(dir: &Path) -> Result<SweepReport> {
                 seed: t.seed,
                 status,
                 final_test_accuracy: summary.as_ref().map(|s| s.final_test_accuracy * 100.0),
-                best_test_accuracy: summary.as_ref().map(|s| s.best_test_accuracy * 100.0),
+                best_test_accuracy: summary.as_ref().map(|s| best_test_accuracy(s) * 100.0),
                 final_train_loss: summary.as_ref().map(|s| s.final_train_loss),
                 wall_time_s: summary.as_ref().map(|s| s.wall_time_s),
             });
@@ -342,7 +350,11 @@ fn caption(
         let n = test_images.keys().next().expect("one");
         write!(c, " on {n} test images").unwrap();
     }
-    c.push_str("; final = after the last step, best = highest evaluation of a run. ");
+    c.push_str("; final = after the last step, best = highest evaluation of a run");
+    if manifest.trials.iter().any(|t| t.config.valid_split > 0) {
+        c.push_str(" (with valid_split: of the model chosen on the validation set)");
+    }
+    c.push_str(". ");
     let epochs = uniform(rows.iter().map(|r| r.epochs));
     let batch = uniform(manifest.trials.iter().map(|t| t.config.batch_size));
     if let (Some(e), Some(b)) = (epochs, batch) {

@@ -1,4 +1,4 @@
-//! Checkpoints: model and Adam state in Burn's burnpack format, plus the loop state needed to
+//! Checkpoints: model and optimizer state in Burn's burnpack format, plus the loop state needed to
 //! continue exactly. Each checkpoint is a directory `checkpoints/step-NNNNNNNN/` that is
 //! assembled under a temporary name and renamed into place, so a crash at any moment leaves
 //! either the complete new checkpoint or none of it.
@@ -19,6 +19,10 @@ const MODEL_FILE: &str = "model.bpk";
 const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const STATE_FILE: &str = "state.json";
 const PREFIX: &str = "step-";
+/// The model chosen on validation: `checkpoints/best/` (a checkpoint without optimizer state,
+/// for `eval`, `predict` and `export`), and inside each step checkpoint, so that a resumed
+/// run still holds it.
+pub const BEST_DIR: &str = "best";
 /// Prefix of checkpoints that failed to load and were moved aside.
 pub const DAMAGED_PREFIX: &str = "damaged-";
 /// Bumped when the state layout changes incompatibly.
@@ -41,6 +45,17 @@ pub struct TrainState {
     /// finished run) still reports it.
     #[serde(default)]
     pub last_train_loss: Option<f64>,
+    /// With a validation split: the best validation accuracy so far, the global step that
+    /// reached it, and the test accuracy of the model at that step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_valid_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_valid_step: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy_at_best_valid: Option<f64>,
+    /// Evaluations since the validation accuracy last improved (early stopping's counter).
+    #[serde(default)]
+    pub evals_since_best: usize,
     /// Training wall time before this checkpoint, summed over interrupted sessions.
     pub elapsed_s: f64,
 }
@@ -57,6 +72,10 @@ impl TrainState {
             best_test_accuracy: None,
             last_test_accuracy: None,
             last_train_loss: None,
+            best_valid_accuracy: None,
+            best_valid_step: None,
+            test_accuracy_at_best_valid: None,
+            evals_since_best: 0,
             elapsed_s: 0.0,
         }
     }
@@ -69,16 +88,83 @@ pub struct Checkpoint {
     pub state: TrainState,
 }
 
-/// Saves a checkpoint under `checkpoints_dir` and prunes all but the newest `keep`.
+/// The model chosen on validation so far and the loop state after the step that chose it.
+#[derive(Clone)]
+pub struct Best {
+    pub model: Mlp,
+    pub state: TrainState,
+}
+
+/// Saves a checkpoint under `checkpoints_dir` and prunes all but the newest `keep`. `best`,
+/// when given, is saved inside it.
 pub fn save(
     checkpoints_dir: &Path,
     model: &Mlp,
     optimizer: &ModuleOptimizer,
     state: &TrainState,
+    best: Option<&Best>,
     keep: usize,
 ) -> Result<PathBuf> {
     let name = format!("{PREFIX}{:08}", state.global_step);
-    let final_dir = checkpoints_dir.join(&name);
+    let final_dir = install(checkpoints_dir, &name, &|tmp_dir, ctx| {
+        write_contents(tmp_dir, model, Some(optimizer), state, ctx)?;
+        if let Some(best) = best {
+            let dir = tmp_dir.join(BEST_DIR);
+            fs::create_dir(&dir).map_err(Error::io(ctx(BEST_DIR)))?;
+            write_contents(&dir, &best.model, None, &best.state, ctx)?;
+        }
+        Ok(())
+    })?;
+    let all = list(checkpoints_dir);
+    if all.len() > keep {
+        for (_, dir) in &all[..all.len() - keep] {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+    Ok(final_dir)
+}
+
+/// Saves `best` as `checkpoints_dir/best/`, replacing the one there.
+pub fn save_best(checkpoints_dir: &Path, best: &Best) -> Result<PathBuf> {
+    install(checkpoints_dir, BEST_DIR, &|tmp_dir, ctx| {
+        write_contents(tmp_dir, &best.model, None, &best.state, ctx)
+    })
+}
+
+type Context<'a> = &'a dyn Fn(&str) -> String;
+
+/// A model (with its optimizer state when given) and its loop state into `dir`.
+fn write_contents(
+    dir: &Path,
+    model: &Mlp,
+    optimizer: Option<&ModuleOptimizer>,
+    state: &TrainState,
+    ctx: Context,
+) -> Result<()> {
+    model.settle_running_stats();
+    model
+        .clone()
+        .save_file(dir.join(MODEL_FILE))
+        .map_err(|e| Error::Other(format!("{}: {e}", ctx(MODEL_FILE))))?;
+    if let Some(optimizer) = optimizer {
+        optimizer
+            .save(dir.join(OPTIMIZER_FILE))
+            .map_err(|e| Error::Other(format!("{}: {e}", ctx(OPTIMIZER_FILE))))?;
+    }
+    let json = serde_json::to_vec_pretty(state).expect("state serializes");
+    write_synced(&dir.join(STATE_FILE), &json).map_err(Error::io(ctx(STATE_FILE)))?;
+    fsync_dir(dir);
+    Ok(())
+}
+
+/// Assembles `checkpoints_dir/name` under a temporary name with `fill`, then renames it into
+/// place.
+fn install(
+    checkpoints_dir: &Path,
+    name: &str,
+    fill: &dyn Fn(&Path, Context) -> Result<()>,
+) -> Result<PathBuf> {
+    let final_dir = checkpoints_dir.join(name);
     let tmp_dir = checkpoints_dir.join(format!(".tmp-{name}-{}", std::process::id()));
     let ctx = |what: &str| format!("writing checkpoint {}: {what}", tmp_dir.display());
 
@@ -89,18 +175,7 @@ pub fn save(
         fs::remove_dir_all(&tmp_dir).map_err(Error::io(ctx("removing stale temporary")))?;
     }
     fs::create_dir(&tmp_dir).map_err(Error::io(ctx("creating")))?;
-
-    model.settle_running_stats();
-    model
-        .clone()
-        .save_file(tmp_dir.join(MODEL_FILE))
-        .map_err(|e| Error::Other(format!("{}: {e}", ctx(MODEL_FILE))))?;
-    optimizer
-        .save(tmp_dir.join(OPTIMIZER_FILE))
-        .map_err(|e| Error::Other(format!("{}: {e}", ctx(OPTIMIZER_FILE))))?;
-    let json = serde_json::to_vec_pretty(state).expect("state serializes");
-    write_synced(&tmp_dir.join(STATE_FILE), &json).map_err(Error::io(ctx(STATE_FILE)))?;
-    fsync_dir(&tmp_dir);
+    fill(&tmp_dir, &ctx)?;
 
     if final_dir.exists() {
         // Same step saved again (a resumed run re-reaching it): replace it. The old copy is
@@ -113,13 +188,6 @@ pub fn save(
         fs::rename(&tmp_dir, &final_dir).map_err(Error::io(ctx("renaming into place")))?;
     }
     fsync_dir(checkpoints_dir);
-
-    let all = list(checkpoints_dir);
-    if all.len() > keep {
-        for (_, dir) in &all[..all.len() - keep] {
-            let _ = fs::remove_dir_all(dir);
-        }
-    }
     Ok(final_dir)
 }
 
@@ -207,12 +275,15 @@ fn read_state(dir: &Path) -> Result<Checkpoint> {
     })
 }
 
-/// A checkpoint that loaded, with its weights (and Adam state when asked for), and what was
+/// A checkpoint that loaded, with its weights (and optimizer state when asked for), and what was
 /// passed over to find it.
 pub struct Loaded {
     pub checkpoint: Checkpoint,
     pub model: Mlp,
     pub optimizer: Option<ModuleOptimizer>,
+    /// The model chosen on validation that the checkpoint holds (loaded with the optimizer:
+    /// for a resume).
+    pub best: Option<Best>,
     /// One line per newer checkpoint that did not load: which, why, and where it is now.
     pub skipped: Vec<String>,
 }
@@ -232,17 +303,20 @@ pub enum Damaged {
 /// `state.json`) are passed over, reported in [`Loaded::skipped`] and handled as `damaged`
 /// says. A checkpoint of another architecture than `expect` is refused, not passed over.
 /// `fresh` builds an untrained model of the config it is given on the right device;
-/// `optimizer`, when given, builds an optimizer to load the Adam state into.
+/// `optimizer`, when given, builds an optimizer to load the optimizer state into — of the
+/// checkpoint's config, so that the state loads into the optimizer that wrote it even when a
+/// resume asks for another (which [`super::resume::check_changes`] then refuses) — and asks
+/// for the checkpoint's [`Best`] too.
 pub fn load_newest(
     path: &Path,
     expect: Option<&ExperimentConfig>,
     damaged: Damaged,
     fresh: &dyn Fn(&ExperimentConfig) -> Mlp,
-    optimizer: Option<&dyn Fn() -> ModuleOptimizer>,
+    optimizer: Option<&dyn Fn(&ExperimentConfig) -> ModuleOptimizer>,
 ) -> Result<Loaded> {
     // Err((refused, e)): `refused` for a checkpoint that is fine but of another architecture
     // (the user's mistake, reported as such), else damage.
-    type Attempt = std::result::Result<(Checkpoint, Mlp, Option<ModuleOptimizer>), (bool, Error)>;
+    type Attempt = std::result::Result<Loaded, (bool, Error)>;
     let load = |dir: &Path| -> Attempt {
         let damage = |e| (false, e);
         let ckpt = read_state(dir).map_err(damage)?;
@@ -250,11 +324,23 @@ pub fn load_newest(
             ckpt.check_architecture(config).map_err(|e| (true, e))?;
         }
         let model = ckpt.load_model(fresh(&ckpt.state.config)).map_err(damage)?;
-        let optim = match optimizer {
-            Some(make) => Some(ckpt.load_optimizer(make()).map_err(damage)?),
-            None => None,
+        let (optimizer, best) = match optimizer {
+            Some(make) => (
+                Some(
+                    ckpt.load_optimizer(make(&ckpt.state.config))
+                        .map_err(damage)?,
+                ),
+                ckpt.load_best(fresh(&ckpt.state.config)).map_err(damage)?,
+            ),
+            None => (None, None),
         };
-        Ok((ckpt, model, optim))
+        Ok(Loaded {
+            checkpoint: ckpt,
+            model,
+            optimizer,
+            best,
+            skipped: Vec::new(),
+        })
     };
     if !path.exists() {
         return Err(Error::Checkpoint(format!(
@@ -263,26 +349,13 @@ pub fn load_newest(
         )));
     }
     if path.join(STATE_FILE).is_file() {
-        let (checkpoint, model, optimizer) = load(path).map_err(|(_, e)| e)?;
-        return Ok(Loaded {
-            checkpoint,
-            model,
-            optimizer,
-            skipped: Vec::new(),
-        });
+        return load(path).map_err(|(_, e)| e);
     }
     let ckpts = path.join("checkpoints");
     let mut skipped = Vec::new();
     for (step, dir) in list(&ckpts).into_iter().rev() {
         match load(&dir) {
-            Ok((checkpoint, model, optimizer)) => {
-                return Ok(Loaded {
-                    checkpoint,
-                    model,
-                    optimizer,
-                    skipped,
-                });
-            }
+            Ok(loaded) => return Ok(Loaded { skipped, ..loaded }),
             Err((true, e)) => return Err(e),
             Err((false, e)) => {
                 let whereabouts = match damaged {
@@ -349,7 +422,22 @@ impl Checkpoint {
         })
     }
 
-    /// Loads the Adam moments and step counts into `optimizer`.
+    /// The model chosen on validation that this checkpoint holds, if it holds one; `fresh`
+    /// is an untrained model of the checkpoint's architecture to load it into.
+    pub fn load_best(&self, fresh: Mlp) -> Result<Option<Best>> {
+        let dir = self.dir.join(BEST_DIR);
+        if !dir.join(STATE_FILE).is_file() {
+            return Ok(None);
+        }
+        let best = read_state(&dir)?;
+        let model = best.load_model(fresh)?;
+        Ok(Some(Best {
+            model,
+            state: best.state,
+        }))
+    }
+
+    /// Loads the optimizer state (moments, velocities, sums, step counts) into `optimizer`.
     pub fn load_optimizer(&self, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
         let path = self.dir.join(OPTIMIZER_FILE);
         optimizer.load(&path).map_err(|e| {

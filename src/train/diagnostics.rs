@@ -223,7 +223,7 @@ mod tests {
         }
         let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
         let adam = |w: &[f32], g: &[f64]| -> (f64, f64) {
-            let eps = config.adam_epsilon;
+            let eps = config.epsilon;
             let after: Vec<f64> = w
                 .iter()
                 .zip(g)
@@ -246,6 +246,7 @@ mod tests {
         let out = run_step(
             model,
             &mut optim,
+            config.lr,
             &config,
             &train,
             &[0, 1, 2, 3],

@@ -1,16 +1,18 @@
-//! The training loop: the lecture's eager loop (shuffle, forward, cross-entropy, backward, Adam
-//! step) with per-step metrics, test evaluation on a cadence, checkpoints and exact resume.
+//! The training loop: the lecture's eager loop (shuffle, forward, cross-entropy, backward,
+//! optimizer step) with per-step metrics, test evaluation on a cadence, checkpoints and exact resume.
 
 pub mod checkpoint;
 pub mod diagnostics;
 pub mod evaluate;
+pub mod optim;
 pub mod resume;
+pub mod selection;
 pub mod step;
 
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
 use crate::config::ExperimentConfig;
@@ -23,8 +25,9 @@ use crate::run::RunDir;
 use crate::run::metrics::StepMetrics;
 use crate::run::summary::Summary;
 use crate::signals::StopFlag;
-use checkpoint::TrainState;
+use checkpoint::{Best, TrainState};
 pub use evaluate::{Evaluation, evaluate};
+pub use optim::{LrScheduleState, optimizer};
 pub use step::{StepOutput, run_step};
 
 /// How a call to [`Trainer::run`] ended.
@@ -52,15 +55,6 @@ pub struct Trainer<'a> {
     pub resume_command: String,
     /// Stop (with a checkpoint) once this many steps are done in total.
     pub max_steps: Option<usize>,
-}
-
-/// Adam with the config's betas and epsilon.
-pub fn optimizer(config: &ExperimentConfig) -> ModuleOptimizer {
-    AdamConfig::new()
-        .with_beta_1(config.adam_beta1 as f32)
-        .with_beta_2(config.adam_beta2 as f32)
-        .with_epsilon(config.adam_epsilon as f32)
-        .init()
 }
 
 /// Steps per epoch. As in the lecture (`total_batch = int(n / batch_size)`), the last partial
@@ -99,7 +93,7 @@ impl Trainer<'_> {
                 l.checkpoint.state.global_step
             )
         });
-        let (mut model, mut optim, mut state) = match self.resume {
+        let (mut model, mut optim, mut state, mut best) = match self.resume {
             Some(loaded) => {
                 let saved = &loaded.checkpoint.state;
                 resume::check_changes(&saved.config, config, saved.epoch, saved.step_in_epoch)?;
@@ -120,7 +114,7 @@ impl Trainer<'_> {
                 let optim = loaded
                     .optimizer
                     .ok_or_else(|| Error::Other("resume needs the optimizer state".into()))?;
-                (loaded.model, optim, state)
+                (loaded.model, optim, state, loaded.best)
             }
             None => {
                 // Initialization is drawn from the seeded device RNG.
@@ -129,13 +123,19 @@ impl Trainer<'_> {
                     Mlp::new(config, &ad),
                     optimizer(config),
                     TrainState::new(config, &self.backend_name),
+                    None,
                 )
             }
         };
         // Only now, with any resume accepted: a refused one leaves config.json as it was.
         self.run.write_config(config)?;
+        let valid_images = match self.data.valid.len() {
+            0 => String::new(),
+            n => format!("{n} validation / "),
+        };
         reporter.note(&format!(
-            "{} {}: {} on {} ({} train / {} test images from {}), backend {}, run {}{}",
+            "{} {}: {} on {} ({} train / {valid_images}{} test images from {}), backend {}, \
+             run {}{}",
             if from.is_some() {
                 "resuming"
             } else {
@@ -159,6 +159,13 @@ impl Trainer<'_> {
                 self.run.path.display(),
                 config.epochs
             ));
+        } else if selection::patience_spent(config, &state) {
+            reporter.note(&format!(
+                "run {} already stopped early ({} evaluations without a better validation \
+                 accuracy); pass a larger --early-stopping to continue",
+                self.run.path.display(),
+                state.evals_since_best
+            ));
         }
 
         let test = ResidentSet::new(
@@ -167,6 +174,16 @@ impl Trainer<'_> {
             &self.device,
             self.eval_chunk,
         );
+        let valid = (!self.data.valid.is_empty()).then(|| {
+            ResidentSet::new(
+                &self.data.valid.images,
+                &self.data.valid.labels,
+                &self.device,
+                self.eval_chunk,
+            )
+        });
+        let mut schedule =
+            LrScheduleState::starting_at(config, steps_per_epoch, state.global_step)?;
         let mut metrics = self
             .run
             .open_metrics(state.global_step, config.tensorboard)?;
@@ -175,14 +192,23 @@ impl Trainer<'_> {
         let mut last_eval: Option<Evaluation> = None;
         reporter.start(total_steps, state.global_step);
 
-        let save = |model: &Mlp, optim: &ModuleOptimizer, state: &TrainState| {
-            checkpoint::save(
-                &self.run.checkpoints(),
-                model,
-                optim,
-                state,
-                config.keep_checkpoints,
-            )
+        // `checkpoints/best/` is rewritten with the checkpoints, when the best has changed
+        // since (or when this session has not written it yet: after a resume from an older
+        // checkpoint, the one on disk may be from steps the run is about to redo).
+        let mut best_unsaved = best.is_some();
+        let save = |model: &Mlp,
+                    optim: &ModuleOptimizer,
+                    state: &TrainState,
+                    best: Option<&Best>,
+                    best_unsaved: &mut bool|
+         -> Result<()> {
+            let dir = self.run.checkpoints();
+            checkpoint::save(&dir, model, optim, state, best, config.keep_checkpoints)?;
+            if let (Some(best), true) = (best, *best_unsaved) {
+                checkpoint::save_best(&dir, best)?;
+                *best_unsaved = false;
+            }
+            Ok(())
         };
         // The newest checkpoint on disk, for the divergence message.
         let mut saved_step = checkpoint::list(&self.run.checkpoints())
@@ -194,19 +220,21 @@ impl Trainer<'_> {
             resume_command: self.resume_command.clone(),
         };
 
-        while state.epoch < config.epochs {
+        'epochs: while state.epoch < config.epochs && !selection::patience_spent(config, &state) {
             if let Some((signal, code)) = self.stop.requested() {
                 reporter.finish();
-                save(&model, &optim, &state)?;
+                save(&model, &optim, &state, best.as_ref(), &mut best_unsaved)?;
                 return Err(interrupted(signal, code));
             }
             let order = epoch_order(self.data.train.len(), config.seed, state.epoch);
             while state.step_in_epoch < steps_per_epoch {
                 let (epoch, step) = (state.epoch, state.step_in_epoch);
                 let idx = &order[step * batch..(step + 1) * batch];
+                let lr = schedule.next_lr();
                 let out = run_step(
                     model,
                     &mut optim,
+                    lr,
                     config,
                     &self.data.train,
                     idx,
@@ -235,7 +263,12 @@ impl Trainer<'_> {
                 let eval_now = epoch_end
                     || (config.eval_every > 0
                         && state.global_step.is_multiple_of(config.eval_every));
-                let eval = eval_now.then(|| evaluate(&model.valid(), &test));
+                let inference = eval_now.then(|| model.valid());
+                let eval = inference.as_ref().map(|m| evaluate(m, &test));
+                let valid_eval = inference
+                    .as_ref()
+                    .zip(valid.as_ref())
+                    .map(|(m, v)| evaluate(m, v));
                 if let Some(e) = &eval {
                     state.last_test_accuracy = Some(e.accuracy);
                     state.best_test_accuracy = Some(
@@ -254,6 +287,9 @@ impl Trainer<'_> {
                     global_step: state.global_step,
                     train_loss: out.train_loss,
                     train_accuracy: out.train_accuracy,
+                    lr: Some(lr),
+                    valid_accuracy: valid_eval.as_ref().map(|e| e.accuracy as f32),
+                    valid_loss: valid_eval.as_ref().map(|e| e.loss as f32),
                     test_accuracy: eval.as_ref().map(|e| e.accuracy as f32),
                     test_loss: eval.as_ref().map(|e| e.loss as f32),
                     elapsed_s: state.elapsed_s,
@@ -267,13 +303,26 @@ impl Trainer<'_> {
                     state.epoch += 1;
                     state.step_in_epoch = 0;
                 }
+                let improved = match (&valid_eval, &eval) {
+                    (Some(v), Some(e)) => selection::record(&mut state, v, e),
+                    _ => false,
+                };
+                if improved {
+                    best = Some(Best {
+                        model: model.clone(),
+                        state: state.clone(),
+                    });
+                    best_unsaved = true;
+                }
+                let early_stop = selection::patience_spent(config, &state);
                 let stop = self.stop.requested();
                 let periodic = config.checkpoint_every > 0
                     && state.global_step.is_multiple_of(config.checkpoint_every);
                 let pause = self.max_steps.is_some_and(|m| state.global_step >= m)
-                    && state.epoch < config.epochs;
-                if epoch_end || periodic || stop.is_some() || pause || output_closed {
-                    save(&model, &optim, &state)?;
+                    && state.epoch < config.epochs
+                    && !early_stop;
+                if epoch_end || periodic || stop.is_some() || pause || output_closed || early_stop {
+                    save(&model, &optim, &state, best.as_ref(), &mut best_unsaved)?;
                     saved_step = Some(state.global_step);
                 }
                 if pause {
@@ -291,6 +340,11 @@ impl Trainer<'_> {
                     return Err(Error::OutputClosed {
                         resume_command: self.resume_command.clone(),
                     });
+                }
+                if early_stop {
+                    reporter.finish();
+                    reporter.note(&selection::stop_reason(&state));
+                    break 'epochs;
                 }
                 if epoch_end {
                     break;
@@ -321,6 +375,13 @@ impl Trainer<'_> {
             images_per_s: (state.global_step * batch) as f64 / wall,
             train_images: self.data.train.len(),
             test_images: test.len,
+            valid_images: self.data.valid.len(),
+            valid_accuracy_best: state.best_valid_accuracy,
+            best_valid_step: state.best_valid_step,
+            test_accuracy_at_best_valid: state.test_accuracy_at_best_valid,
+            // Also for a session that resumed a run which had stopped already.
+            stopped_early: selection::patience_spent(config, &state)
+                .then(|| selection::stop_reason(&state)),
         };
         summary.write(&self.run.path)?;
         Ok(Outcome::Finished(Box::new(summary)))

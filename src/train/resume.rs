@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     /// Any time: how long to train, how often to evaluate and save, what to measure, the run's
-    /// name, and the learning rate (fine-tuning from a checkpoint).
+    /// name, and the learning rate and its schedule (fine-tuning from a checkpoint: the lr of
+    /// a step is a function of these keys and the step, so the run goes on with the new
+    /// schedule from where it stands).
     Always,
     /// Only between epochs: the keys that decide the data order and the epoch's length.
     AtEpochBoundary,
@@ -23,8 +25,14 @@ pub enum Change {
 pub fn change_rule(key: &str) -> Change {
     match key {
         "epochs" | "eval_every" | "checkpoint_every" | "keep_checkpoints" | "train_metrics"
-        | "name" | "lr" | "test_limit" | "tensorboard" | "diagnostics_every" => Change::Always,
+        | "name" | "lr" | "test_limit" | "tensorboard" | "diagnostics_every" | "lr_schedule"
+        | "lr_warmup_steps" | "lr_decay_rate" | "lr_decay_steps" | "lr_min" | "early_stopping" => {
+            Change::Always
+        }
         "batch_size" | "seed" | "train_limit" | "dataset" => Change::AtEpochBoundary,
+        // The optimizer and its hyperparameters (momentum, rho, betas, epsilon, weight decay,
+        // clipping) shape the saved optimizer state and the dynamics that produced it;
+        // `valid_split` decides which images were trained on.
         _ => Change::Never,
     }
 }
@@ -39,6 +47,15 @@ pub fn check_changes(
 ) -> Result<()> {
     for key in saved.differing_keys(wanted) {
         let flag = format!("--{}", key.replace('_', "-"));
+        // With a validation split these also choose the held-out images: changed, images
+        // validated on so far would be trained on.
+        if saved.valid_split > 0 && matches!(key, "seed" | "train_limit" | "dataset") {
+            return Err(Error::Usage(format!(
+                "cannot change `{key}` when resuming a run that holds out a validation set: \
+                 it chooses the held-out images, and images validated on so far would be \
+                 trained on. Resume without {flag}, or start a new run"
+            )));
+        }
         match change_rule(key) {
             Change::Always => {}
             Change::AtEpochBoundary if step_in_epoch == 0 => {}
@@ -116,5 +133,103 @@ mod tests {
         assert_eq!(change_rule("hidden"), Change::Never);
         assert_eq!(change_rule("dropout"), Change::Never);
         assert_eq!(change_rule("no_such_key"), Change::Never);
+    }
+
+    #[test]
+    fn the_validation_split_and_what_chooses_it_never_change() {
+        let saved = ExperimentConfig {
+            valid_split: 100,
+            early_stopping: Some(3),
+            ..Default::default()
+        };
+        // Patience is how long to train: it may change.
+        let wanted = ExperimentConfig {
+            early_stopping: Some(10),
+            ..saved.clone()
+        };
+        check_changes(&saved, &wanted, 0, 20).unwrap();
+        for wanted in [
+            ExperimentConfig {
+                valid_split: 200,
+                ..saved.clone()
+            },
+            ExperimentConfig {
+                seed: 1,
+                ..saved.clone()
+            },
+            ExperimentConfig {
+                train_limit: Some(1000),
+                ..saved.clone()
+            },
+        ] {
+            let key = saved.differing_keys(&wanted)[0];
+            // Not even between epochs.
+            let err = check_changes(&saved, &wanted, 1, 0).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_schedule_may_change_but_not_the_optimizer() {
+        use crate::config::{LrSchedule, Optimizer};
+        let saved = ExperimentConfig::default();
+        let wanted = ExperimentConfig {
+            lr_schedule: LrSchedule::Cosine,
+            lr_warmup_steps: 10,
+            lr_decay_rate: 0.5,
+            lr_decay_steps: Some(3),
+            lr_min: 1e-5,
+            ..saved.clone()
+        };
+        check_changes(&saved, &wanted, 0, 20).unwrap();
+        for (key, wanted) in [
+            (
+                "optimizer",
+                ExperimentConfig {
+                    optimizer: Optimizer::Sgd,
+                    ..saved.clone()
+                },
+            ),
+            (
+                "momentum",
+                ExperimentConfig {
+                    momentum: 0.5,
+                    ..saved.clone()
+                },
+            ),
+            (
+                "rho",
+                ExperimentConfig {
+                    rho: 0.5,
+                    ..saved.clone()
+                },
+            ),
+            (
+                "epsilon",
+                ExperimentConfig {
+                    epsilon: 1e-8,
+                    ..saved.clone()
+                },
+            ),
+            (
+                "weight_decay",
+                ExperimentConfig {
+                    weight_decay: 1e-4,
+                    ..saved.clone()
+                },
+            ),
+            (
+                "grad_clip",
+                ExperimentConfig {
+                    grad_clip: Some(1.0),
+                    ..saved.clone()
+                },
+            ),
+        ] {
+            let err = check_changes(&saved, &wanted, 1, 0).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+        }
     }
 }

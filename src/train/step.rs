@@ -23,14 +23,16 @@ pub struct StepOutput {
     pub layers: Option<Vec<LayerDiagnostics>>,
 }
 
-/// One Adam step on the images `idx` of `train`, on the autodiff device `ad`, then the train
-/// columns `config.train_metrics` asks for. `global_step` is the number of steps done before
-/// this one: it seeds this step's dropout masks, so that a resumed run draws the same ones.
+/// One optimizer step at learning rate `lr` on the images `idx` of `train`, on the autodiff
+/// device `ad`, then the train columns `config.train_metrics` asks for. `global_step` is the
+/// number of steps done before this one: it seeds this step's dropout masks, so that a resumed
+/// run draws the same ones.
 /// With `diagnose`, the step also takes the per-layer diagnostics; they change nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn run_step(
     model: Mlp,
     optim: &mut ModuleOptimizer,
+    lr: f64,
     config: &ExperimentConfig,
     train: &Split,
     idx: &[u32],
@@ -50,7 +52,7 @@ pub fn run_step(
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     let before =
         diagnose.then(|| diagnostics::before_update(&model, &grads, images.clone().inner()));
-    let model = optim.step(config.lr, model, grads);
+    let model = optim.step(lr, model, grads);
     let layers = before.map(|b| b.after_update(&model));
 
     let batch = idx.len() as f32;

@@ -87,3 +87,81 @@ pub fn final_weights(run: &Path) -> Vec<f32> {
         .unwrap();
     model.parameters_flat()
 }
+
+/// Metrics without their wall-clock column, for comparing two runs.
+pub fn without_time(m: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    m.into_iter()
+        .map(|mut v| {
+            v.as_object_mut().unwrap().remove("elapsed_s");
+            v
+        })
+        .collect()
+}
+
+/// Trains a small net (640 toy images, batch 32: 20 steps per epoch) for 2 epochs with `extra`
+/// flags, once straight through and once interrupted at step 13 (mid-epoch, between two
+/// periodic checkpoints) and resumed; both must end with bit-identical weights and metrics.
+/// Returns the summary of the run.
+pub fn assert_resume_is_exact(extra: &[&str]) -> serde_json::Value {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dataset(tmp.path(), 640, 200);
+    let data = tmp.path();
+    let whole = tmp.path().join("whole");
+    let split = tmp.path().join("split");
+    let train = |run: &Path| {
+        let mut cmd = bin(tmp.path(), data);
+        cmd.args(["--init", "he", "--batch-size", "32", "--hidden", "64,32"])
+            .args([
+                "--epochs",
+                "2",
+                "--eval-every",
+                "3",
+                "--checkpoint-every",
+                "4",
+            ])
+            .args(["--run-dir", run.to_str().unwrap()])
+            .args(extra);
+        cmd
+    };
+    train(&whole).assert().success();
+    train(&split)
+        .args(["--max-steps", "13"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("--resume"));
+    assert_eq!(metrics(&split).len(), 13);
+    bin(tmp.path(), data)
+        .args(["--resume", split.to_str().unwrap()])
+        .assert()
+        .success();
+
+    let (a, b) = (final_weights(&whole), final_weights(&split));
+    assert_eq!(a.len(), b.len());
+    assert!(
+        a == b,
+        "{extra:?}: resumed weights differ from the uninterrupted run's"
+    );
+    assert_eq!(without_time(metrics(&whole)), without_time(metrics(&split)));
+    let (s, t) = (summary(&whole), summary(&split));
+    for key in [
+        "steps",
+        "final_test_accuracy",
+        "best_test_accuracy",
+        "valid_accuracy_best",
+        "best_valid_step",
+        "test_accuracy_at_best_valid",
+        "stopped_early",
+    ] {
+        assert_eq!(s.get(key), t.get(key), "{extra:?}: {key}");
+    }
+    // The model chosen on validation, when there is one, is the same model too.
+    let best = |run: &Path| run.join("checkpoints/best");
+    assert_eq!(best(&whole).exists(), best(&split).exists());
+    if best(&whole).exists() {
+        assert!(
+            final_weights(&best(&whole)) == final_weights(&best(&split)),
+            "{extra:?}: the best checkpoints differ"
+        );
+    }
+    s
+}

@@ -22,6 +22,9 @@ struct Row {
     global_step: usize,
     train_loss: f32,
     train_accuracy: f32,
+    lr: Option<f64>,
+    valid_accuracy: Option<f32>,
+    valid_loss: Option<f32>,
     test_accuracy: Option<f32>,
     test_loss: Option<f32>,
     elapsed_s: f64,
@@ -36,6 +39,9 @@ impl From<&StepMetrics> for Row {
             global_step: m.global_step,
             train_loss: m.train_loss,
             train_accuracy: m.train_accuracy,
+            lr: m.lr,
+            valid_accuracy: m.valid_accuracy,
+            valid_loss: m.valid_loss,
             test_accuracy: m.test_accuracy,
             test_loss: m.test_loss,
             elapsed_s: m.elapsed_s,
@@ -113,6 +119,9 @@ mod tests {
             train_accuracy: 0.25,
             test_accuracy: Some(0.75),
             test_loss: Some(0.125),
+            lr: Some(0.01),
+            valid_accuracy: Some(0.5),
+            valid_loss: Some(0.25),
             elapsed_s: 1.5,
             layers: None,
         };
@@ -138,8 +147,9 @@ mod tests {
             train_accuracy: 0.25,
             test_accuracy: None,
             test_loss: None,
+            lr: Some(0.001),
             elapsed_s: 1.5,
-            layers: None,
+            ..Default::default()
         };
         csv.record(&m).unwrap();
         m.step = 1;
@@ -150,10 +160,10 @@ mod tests {
         let text = std::fs::read_to_string(tmp.path().join(CSV_FILE)).unwrap();
         assert_eq!(
             text,
-            "epoch,step,steps_per_epoch,global_step,train_loss,train_accuracy,test_accuracy,\
-             test_loss,elapsed_s\n\
-             0,0,2,1,0.5,0.25,,,1.5\n\
-             0,1,2,2,0.5,0.25,0.75,0.125,1.5\n"
+            "epoch,step,steps_per_epoch,global_step,train_loss,train_accuracy,lr,valid_accuracy,\
+             valid_loss,test_accuracy,test_loss,elapsed_s\n\
+             0,0,2,1,0.5,0.25,0.001,,,,,1.5\n\
+             0,1,2,2,0.5,0.25,0.001,,,0.75,0.125,1.5\n"
         );
     }
 }

@@ -80,6 +80,9 @@ mod tests {
             train_accuracy: 0.25,
             test_accuracy: Some(0.75),
             test_loss: Some(0.125),
+            lr: Some(0.01),
+            valid_accuracy: Some(0.5),
+            valid_loss: Some(0.25),
             elapsed_s: 1.5,
             layers: Some(vec![crate::run::metrics::LayerDiagnostics {
                 name: "hidden.0".into(),
