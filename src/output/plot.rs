@@ -695,27 +695,33 @@ mod draw {
                 ))
                 .map_err(err)?;
         }
-        let legend = legend.margin(60, 10, 10, 10);
-        legend
-            .draw(&Text::new("config (mean ratio)", (0, 0), (SANS, 17)))
-            .map_err(err)?;
-        for (k, &i) in rows.iter().enumerate() {
+        let entries = rows.iter().map(|&i| {
             let r = &report.rows[i];
-            let y = 34 + 30 * k as i32;
-            legend
-                .draw(&PathElement::new(
-                    vec![(0, y + 8), (30, y + 8)],
-                    color(k).stroke_width(4),
-                ))
-                .map_err(err)?;
             let mean = &r.gradient_ratio.mean;
             let avg = mean.iter().sum::<f64>() / mean.len().max(1) as f64;
-            legend
-                .draw(&Text::new(
-                    format!("{} ({})", r.label, sci_label(&avg)),
-                    (38, y),
-                    (SANS, 15),
-                ))
+            format!("{} ({})", r.label, sci_label(&avg))
+        });
+        side_legend(&legend, "config (mean ratio)", entries)
+    }
+
+    /// A legend in its own area beside the charts, never over the curves: a title, then one
+    /// line per config in the palette's order.
+    fn side_legend<DB: DrawingBackend>(
+        area: &DrawingArea<DB, Shift>,
+        title: &str,
+        entries: impl Iterator<Item = String>,
+    ) -> Result<(), String> {
+        let area = area.margin(60, 10, 10, 10);
+        area.draw(&Text::new(title, (0, 0), (SANS, 17)))
+            .map_err(err)?;
+        for (k, text) in entries.enumerate() {
+            let y = 34 + 30 * k as i32;
+            area.draw(&PathElement::new(
+                vec![(0, y + 8), (30, y + 8)],
+                color(k).stroke_width(4),
+            ))
+            .map_err(err)?;
+            area.draw(&Text::new(text, (38, y), (SANS, 15)))
                 .map_err(err)?;
         }
         Ok(())
@@ -817,29 +823,15 @@ mod draw {
             }
         }
 
-        // The legend beside the charts, never over the curves.
-        let legend = legend.margin(60, 10, 10, 10);
-        legend
-            .draw(&Text::new("config (final test acc. %)", (0, 0), (SANS, 17)))
-            .map_err(err)?;
-        for (k, &i) in rows.iter().enumerate() {
+        let entries = rows.iter().map(|&i| {
             let r = &report.rows[i];
-            let y = 34 + 30 * k as i32;
-            legend
-                .draw(&PathElement::new(
-                    vec![(0, y + 8), (30, y + 8)],
-                    color(k).stroke_width(4),
-                ))
-                .map_err(err)?;
             let acc = r
                 .final_test_accuracy
                 .map(|s| format!(" ({:.2})", s.mean))
                 .unwrap_or_default();
-            legend
-                .draw(&Text::new(format!("{}{acc}", r.label), (38, y), (SANS, 15)))
-                .map_err(err)?;
-        }
-        Ok(())
+            format!("{}{acc}", r.label)
+        });
+        side_legend(&legend, "config (final test acc. %)", entries)
     }
 
     fn draw_sweep_bars<DB: DrawingBackend>(

@@ -166,6 +166,35 @@ pub fn read(run: &Path) -> Vec<StepMetrics> {
         .collect()
 }
 
+/// A step with every key set, for tests of the formats that must carry each of them.
+#[cfg(test)]
+pub(crate) fn full_step() -> StepMetrics {
+    StepMetrics {
+        epoch: 1,
+        step: 2,
+        steps_per_epoch: 3,
+        global_step: 6,
+        train_loss: 0.5,
+        train_accuracy: 0.25,
+        lr: Some(0.01),
+        valid_accuracy: Some(0.5),
+        valid_loss: Some(0.25),
+        test_accuracy: Some(0.75),
+        test_loss: Some(0.125),
+        elapsed_s: 1.5,
+        layers: Some(vec![LayerDiagnostics {
+            name: "hidden.0".into(),
+            act_mean: Some(0.5),
+            act_std: Some(0.5),
+            dead_fraction: Some(0.5),
+            saturated_fraction: Some(0.5),
+            norm_mean: Some(0.5),
+            norm_std: Some(0.5),
+            ..Default::default()
+        }]),
+    }
+}
+
 /// One place the steps go, in a format of its own ([`MetricsLog`] feeds them all).
 pub trait MetricsSink {
     /// Appends one step; it is on disk (not in a buffer of ours) when this returns, so an
@@ -223,7 +252,8 @@ fn kept_lines(path: &Path, keep_steps: usize) -> (Vec<u8>, Vec<StepMetrics>) {
 impl RunDir {
     /// Opens the metrics files for appending, first dropping steps past `keep_steps` (the
     /// steps a resumed run will redo). `metrics.csv` and the event file are rewritten from
-    /// `metrics.jsonl`, so they match it even if they were lost or turned on only now.
+    /// `metrics.jsonl`, so they match it even if they were lost or turned on only now; with
+    /// `tensorboard` off, an event file from before is removed.
     pub fn open_metrics(&self, keep_steps: usize, tensorboard: bool) -> Result<MetricsLog> {
         let path = self.path.join(METRICS_FILE);
         let (text, kept) = kept_lines(&path, keep_steps);
@@ -238,6 +268,15 @@ impl RunDir {
         ];
         if tensorboard {
             sinks.push(Box::new(tensorboard::Events::open(&self.path, &kept)?));
+        } else {
+            // Turned off on a resume: an event file that stops where the run went on would
+            // plot a run that never was. metrics.jsonl keeps every value, and a resume with
+            // `--tensorboard` writes the file again from it.
+            let events = self.path.join(EVENTS_FILE);
+            if events.exists() {
+                std::fs::remove_file(&events)
+                    .map_err(Error::io(format!("removing {}", events.display())))?;
+            }
         }
         Ok(MetricsLog { sinks })
     }
@@ -292,5 +331,14 @@ mod tests {
         let events = std::fs::read(tmp.path().join(EVENTS_FILE)).unwrap();
         assert!(events.len() < whole_events.len());
         assert_eq!(read(tmp.path()).len(), 3);
+        // Turned off on a resume: no event file that stops where the run goes on.
+        run.open_metrics(3, false).unwrap();
+        assert!(!tmp.path().join(EVENTS_FILE).exists());
+        // Turned on again: written anew from metrics.jsonl.
+        run.open_metrics(3, true).unwrap();
+        assert_eq!(
+            std::fs::read(tmp.path().join(EVENTS_FILE)).unwrap().len(),
+            events.len()
+        );
     }
 }

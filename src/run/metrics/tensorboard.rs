@@ -66,35 +66,10 @@ impl MetricsSink for Events {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     /// A float key added to `StepMetrics` must reach TensorBoard too.
     #[test]
     fn every_metric_value_is_a_scalar() {
-        let m = StepMetrics {
-            epoch: 1,
-            step: 2,
-            steps_per_epoch: 3,
-            global_step: 6,
-            train_loss: 0.5,
-            train_accuracy: 0.25,
-            test_accuracy: Some(0.75),
-            test_loss: Some(0.125),
-            lr: Some(0.01),
-            valid_accuracy: Some(0.5),
-            valid_loss: Some(0.25),
-            elapsed_s: 1.5,
-            layers: Some(vec![crate::run::metrics::LayerDiagnostics {
-                name: "hidden.0".into(),
-                act_mean: Some(0.5),
-                act_std: Some(0.5),
-                dead_fraction: Some(0.5),
-                saturated_fraction: Some(0.5),
-                norm_mean: Some(0.5),
-                norm_std: Some(0.5),
-                ..Default::default()
-            }]),
-        };
+        let m = crate::run::metrics::full_step();
         let json = serde_json::to_value(&m).unwrap();
         let scalars = m.scalars();
         let tags: Vec<&str> = scalars.iter().map(|(t, _)| t.as_str()).collect();
