@@ -91,6 +91,47 @@ pub struct BackendReport {
     pub train_images_per_s: f64,
     /// Peak resident memory of the process, MB.
     pub peak_rss_mb: Option<f64>,
+    /// How the test pass computes its first layer: `sparse (avx512)` and the like, or `dense`.
+    #[serde(default)]
+    pub eval_first_layer: String,
+}
+
+/// The CPU's model name (Linux), and the vector features the kernels choose between.
+pub fn cpu_description() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let mut features: Vec<&str> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        for (name, found) in [
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+        ] {
+            if found {
+                features.push(name);
+            }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    features.push("neon");
+    let cores = crate::backend::cores();
+    format!(
+        "{model}, {cores} core{}, features: {}",
+        if cores == 1 { "" } else { "s" },
+        if features.is_empty() {
+            "none of avx512f/avx2/fma".to_string()
+        } else {
+            features.join(" ")
+        }
+    )
 }
 
 /// Peak resident set size of this process (Linux), MB.
@@ -190,6 +231,10 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
         train_epoch_s,
         test_pass_s,
         peak_rss_mb: peak_rss_mb(),
+        eval_first_layer: match &test.sparse {
+            Some(_) => format!("sparse ({})", crate::kernel::KernelPath::detect().name()),
+            None => "dense".into(),
+        },
     })
 }
 
@@ -229,11 +274,17 @@ pub fn table(reports: &[BackendReport]) -> String {
     out.push_str(&row("peak memory (MB)", &|r| {
         r.peak_rss_mb.map_or("—".into(), |m| format!("{m:.0}"))
     }));
+    out.push_str(&row("test pass, first layer", &|r| {
+        r.eval_first_layer.clone()
+    }));
     if let Some(r) = reports.first() {
         out.push_str(&format!(
             "\n{} training images ({} steps of 128), {} test images per pass; relu + He, \
-             784→256→256→10, Adam.\n",
-            r.train_images, r.steps_per_epoch, r.test_images
+             784→256→256→10, Adam. CPU: {}.\n",
+            r.train_images,
+            r.steps_per_epoch,
+            r.test_images,
+            cpu_description()
         ));
     }
     out

@@ -13,6 +13,7 @@ pub mod data;
 pub mod error;
 pub mod export;
 pub mod gpu;
+pub mod kernel;
 pub mod model;
 pub mod output;
 pub mod protobuf;

@@ -112,11 +112,34 @@ impl Mlp {
     /// Logits `[batch, 10]` for images `[batch, 784]` scaled to [0, 1].
     pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
         self.forward_with(
-            images,
+            Input::Images(images),
             |norm, x| norm.forward(x),
             |dropout, x| dropout.forward(x),
             None,
         )
+    }
+
+    /// Logits from the first layer's output before its batchnorm and activation (`x·W1 + b1`,
+    /// computed elsewhere: [`crate::kernel`]), the rest as [`Mlp::forward`].
+    pub fn forward_from_first_layer(&self, first: Tensor<2>) -> Tensor<2> {
+        self.forward_with(
+            Input::FirstLayer(first),
+            |norm, x| norm.forward(x),
+            |dropout, x| dropout.forward(x),
+            None,
+        )
+    }
+
+    /// The first dense layer's weight (`[784, width]`, row-major) and bias on the host.
+    pub fn first_layer_host(&self) -> (Vec<f32>, Vec<f32>) {
+        let layer = self.hidden.first().unwrap_or(&self.output);
+        let weight = layer.weight.val().into_data().iter::<f32>().collect();
+        let width = layer.weight.shape().dims::<2>()[1];
+        let bias = layer.bias.as_ref().map_or_else(
+            || vec![0.0; width],
+            |b| b.val().into_data().iter::<f32>().collect(),
+        );
+        (weight, bias)
     }
 
     /// The layers in order, with batchnorm and dropout as the caller computes them; `observe`
@@ -124,14 +147,20 @@ impl Mlp {
     /// reference to a tensor keeps the next operation from working in place.)
     fn forward_with(
         &self,
-        images: Tensor<2>,
+        input: Input,
         norm: impl Fn(&BatchNorm, Tensor<2>) -> Tensor<2>,
         mut dropout: impl FnMut(&Dropout, Tensor<2>) -> Tensor<2>,
         mut observe: Option<&mut dyn FnMut(HiddenActivity)>,
     ) -> Tensor<2> {
-        let mut x = images;
+        let (mut x, first_done) = match input {
+            Input::Images(x) => (x, false),
+            Input::FirstLayer(x) if self.hidden.is_empty() => return x,
+            Input::FirstLayer(x) => (x, true),
+        };
         for (i, layer) in self.hidden.iter().enumerate() {
-            x = layer.forward(x);
+            if !(first_done && i == 0) {
+                x = layer.forward(x);
+            }
             let mut normalized = None;
             if let Some(n) = self.norms.get(i) {
                 x = norm(n, x);
@@ -157,7 +186,7 @@ impl Mlp {
     pub fn hidden_activity(&self, images: Tensor<2>) -> Vec<HiddenActivity> {
         let mut seen = Vec::with_capacity(self.hidden.len());
         self.forward_with(
-            images,
+            Input::Images(images),
             batch_statistics,
             |_, x| x,
             Some(&mut |activity| seen.push(activity)),
@@ -210,7 +239,7 @@ impl Mlp {
             let mask = Tensor::from_data(TensorData::new(mask, dims), &x.device());
             x * mask
         };
-        self.forward_with(images, batch_statistics, host_mask, None)
+        self.forward_with(Input::Images(images), batch_statistics, host_mask, None)
     }
 
     /// The trained parameters on the host, in Burn's layout, for exporters.
@@ -303,6 +332,13 @@ impl Mlp {
         }
         out
     }
+}
+
+/// Where a forward pass starts: from the images, or from the first dense layer's output
+/// (`x·W1 + b1`) computed elsewhere.
+enum Input {
+    Images(Tensor<2>),
+    FirstLayer(Tensor<2>),
 }
 
 /// Batchnorm on the batch's own statistics, without touching the running ones.

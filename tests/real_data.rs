@@ -168,3 +168,70 @@ fn predict_classifies_digits_from_image_files() {
         .assert()
         .code(3);
 }
+
+/// Issue 9: evaluation computes the first layer from the test images' lit pixels only
+/// (`mnist_train::kernel`), summing in another order than Burn's dense product. On the final
+/// checkpoint of every config shipped in configs/, the two must score the full test set within
+/// one image of each other, and training's own evaluation must be the sparse one.
+#[test]
+fn sparse_evaluation_scores_every_shipped_config_as_the_dense_product() {
+    let Some(data) = shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&configs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Sweep files, not configs.
+        if text.contains("\"trials\"") || text.contains("\"grid\"") {
+            continue;
+        }
+        let name = file.file_stem().unwrap().to_str().unwrap().to_string();
+        let run = tmp.path().join(&name);
+        common::bin(tmp.path(), &data)
+            .env("MNIST_TRAIN_THREADS", "2")
+            .args(["--offline", "--config", file.to_str().unwrap(), "--quiet"])
+            .args(["--eval-every", "0", "--diagnostics-every", "0"])
+            .args(["--run-dir", run.to_str().unwrap()])
+            .assert()
+            .success();
+        let accuracy = |dense: bool| {
+            let mut cmd = common::bin(tmp.path(), &data);
+            cmd.env("MNIST_TRAIN_THREADS", "2").args([
+                "eval",
+                "--offline",
+                "--json",
+                "--checkpoint",
+                run.to_str().unwrap(),
+            ]);
+            if dense {
+                cmd.env("MNIST_TRAIN_DENSE_EVAL", "1");
+            }
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["accuracy"].as_f64().unwrap()
+        };
+        let (sparse, dense) = (accuracy(false), accuracy(true));
+        let images_apart = ((sparse - dense) * 10_000.0).abs().round();
+        eprintln!("{name}: sparse {sparse:.4}, dense {dense:.4}");
+        assert!(
+            images_apart <= 1.0,
+            "{name}: sparse {sparse}, dense {dense}"
+        );
+        let trained = common::summary(&run)["final_test_accuracy"]
+            .as_f64()
+            .unwrap();
+        assert_eq!(trained, sparse, "{name}: training evaluates as eval does");
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} shipped configs found");
+}

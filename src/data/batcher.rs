@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::IMAGE_PIXELS;
+use crate::kernel::SparseImages;
 
 /// The shuffled order of `n` training images in `epoch`. It depends only on the seed and the
 /// epoch, so a resumed run draws the same batches without storing any RNG state.
@@ -84,6 +85,9 @@ pub fn labels_tensor(labels: &[u8], indices: &[u32], device: &Device) -> Tensor<
 /// allocating (and page-faulting) 10 MB intermediates per layer.
 pub struct ResidentSet {
     pub chunks: Vec<(Tensor<2>, Tensor<1, Int>)>,
+    /// The same chunks' images in sparse form on the host, on the CPU backends: their first
+    /// layer is computed from the lit pixels only ([`crate::kernel`]).
+    pub sparse: Option<Vec<SparseImages>>,
     pub len: usize,
 }
 
@@ -108,11 +112,41 @@ impl ResidentSet {
                 )
             })
             .collect();
+        let sparse =
+            (on_cpu(device) && std::env::var_os("MNIST_TRAIN_DENSE_EVAL").is_none()).then(|| {
+                images
+                    .chunks(chunk.max(1).saturating_mul(IMAGE_PIXELS))
+                    .map(|c| SparseImages::from_bytes(c, IMAGE_PIXELS))
+                    .collect()
+            });
         Self {
             chunks,
+            sparse,
             len: labels.len(),
         }
     }
+
+    /// The same set without its sparse form: evaluated with Burn's dense product only.
+    pub fn dense_only(mut self) -> Self {
+        self.sparse = None;
+        self
+    }
+}
+
+/// Whether `device` computes on this machine's CPU, where [`crate::kernel`] can stand in for
+/// the first layer's dense product.
+fn on_cpu(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    if *device == Device::flex() {
+        return true;
+    }
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)] // Burn's ndarray backend, deprecated upstream, still one of ours.
+    if *device == Device::ndarray() {
+        return true;
+    }
+    let _ = device;
+    false
 }
 
 fn eval_chunk(default_chunk: usize) -> usize {
