@@ -248,6 +248,18 @@ fn bad_input_gets_a_clear_error_and_exit_code() {
     );
     assert_fails(bin(p, &data).args(["--dropout", "1.0"]), 2, "`dropout`");
     assert_fails(bin(p, &data).args(["--lr", "0"]), 2, "`lr`");
+    // Negative numbers are values to refuse by name, not unknown flags `-1`.
+    assert_fails(bin(p, &data).args(["--lr", "-1"]), 2, "`lr`: -1");
+    assert_fails(
+        bin(p, &data).args(["--diagnostics-every", "-1"]),
+        2,
+        "'-1' for '--diagnostics-every",
+    );
+    assert_fails(
+        bin(p, &data).args(["train", "--epochs", "-2"]),
+        2,
+        "'-2' for '--epochs",
+    );
     assert_fails(bin(p, &data).args(["--batch-size", "0"]), 2, "`batch_size`");
     assert_fails(
         bin(p, &data).args(["--train-limit", "10"]),

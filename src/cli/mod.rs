@@ -39,6 +39,8 @@ Exit codes:
     name = "mnist-train",
     version,
     args_conflicts_with_subcommands = true,
+    // `--lr -1` is a value, to be refused by name, not a flag `-1` clap has never heard of.
+    allow_negative_numbers = true,
     after_help = EXIT_CODES
 )]
 pub struct Cli {
@@ -52,7 +54,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model (the default when no subcommand is given).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = EXIT_CODES, allow_negative_numbers = true)]
     Train(Box<TrainArgs>),
     /// Report a checkpoint's test accuracy, loss, per-class accuracy and confusion matrix,
     /// and draw the confusion heatmap and its most confident mistakes.
@@ -64,7 +66,7 @@ pub enum Command {
     /// Measure training and evaluation speed per backend (medians of several runs).
     Bench(Box<BenchArgs>),
     /// Run a sweep of trainings (grid / list of configs × seeds) and tabulate the results.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = EXIT_CODES, allow_negative_numbers = true)]
     Sweep(Box<SweepArgs>),
     /// Classify image files (PNG, JPEG, BMP, PGM/PPM; a directory means its images) and
     /// test-set images with a trained model.
