@@ -51,11 +51,11 @@ pub fn file_version(wall_time: f64) -> Vec<u8> {
 }
 
 /// One event of scalars (`Summary.Value.simple_value`) at `step`.
-pub fn scalars(wall_time: f64, step: u64, values: &[(&str, f32)]) -> Vec<u8> {
+pub fn scalars(wall_time: f64, step: u64, values: &[(impl AsRef<str>, f32)]) -> Vec<u8> {
     let mut summary = Msg::default();
     for (tag, v) in values {
         let mut value = Msg::default();
-        value.str(1, tag).float(2, *v);
+        value.str(1, tag.as_ref()).float(2, *v);
         summary.msg(1, value);
     }
     event(wall_time, step, summary)

@@ -24,11 +24,12 @@ pub fn wanted(trials: &[Trial]) -> bool {
     trials.iter().any(|t| t.config.tensorboard)
 }
 
-/// The keys whose values differ between trials, in the config's order, and always `seed` (so
-/// that a one-config sweep still has a column that tells its trials apart).
-pub fn varying_keys(trials: &[Trial]) -> Vec<String> {
+/// The sweep as a table: the keys whose values differ between trials, in the config's order,
+/// always with `seed` (so that a one-config sweep still has a column that tells its trials
+/// apart), and each trial's values of them.
+fn table(trials: &[Trial]) -> (Vec<String>, Vec<Vec<(String, HValue)>>) {
     let configs: Vec<Value> = trials.iter().map(|t| config_json(&t.config)).collect();
-    crate::config::KEYS
+    let keys: Vec<String> = crate::config::KEYS
         .iter()
         .filter(|key| {
             **key == "seed"
@@ -37,7 +38,9 @@ pub fn varying_keys(trials: &[Trial]) -> Vec<String> {
                     .any(|c| c.get(**key) != configs.first().and_then(|f| f.get(**key)))
         })
         .map(|k| k.to_string())
-        .collect()
+        .collect();
+    let rows = values(&configs, &keys);
+    (keys, rows)
 }
 
 fn config_json(config: &crate::config::ExperimentConfig) -> Value {
@@ -62,12 +65,11 @@ fn hvalue(v: Option<&Value>) -> HValue {
     }
 }
 
-/// The values of `keys` for each trial. A key whose values are of mixed kinds (a limit that is
+/// The values of `keys` in each config. A key whose values are of mixed kinds (a limit that is
 /// absent in one trial and a number in another) becomes text in all, since the HParams tab
 /// wants one type per column.
-fn values(trials: &[Trial], keys: &[String]) -> Vec<Vec<(String, HValue)>> {
-    let configs: Vec<Value> = trials.iter().map(|t| config_json(&t.config)).collect();
-    let mut rows: Vec<Vec<(String, HValue)>> = vec![Vec::new(); trials.len()];
+fn values(configs: &[Value], keys: &[String]) -> Vec<Vec<(String, HValue)>> {
+    let mut rows: Vec<Vec<(String, HValue)>> = vec![Vec::new(); configs.len()];
     for key in keys {
         let mut column: Vec<HValue> = configs.iter().map(|c| hvalue(c.get(key))).collect();
         let kinds = |v: &HValue| std::mem::discriminant(v);
@@ -91,8 +93,7 @@ fn values(trials: &[Trial], keys: &[String]) -> Vec<Vec<(String, HValue)>> {
 /// Writes the experiment summary into the sweep directory. Every shard of a sweep writes the
 /// same one (from all trials, not only its own), so whichever lands last is right.
 pub fn write_experiment(out: &Path, name: &str, trials: &[Trial]) -> Result<()> {
-    let keys = varying_keys(trials);
-    let rows = values(trials, &keys);
+    let (keys, rows) = table(trials);
     let infos = keys
         .iter()
         .enumerate()
@@ -127,8 +128,7 @@ impl Sessions {
     /// The values of the sweep's varying keys for each of `all` (the whole sweep, which
     /// decides the keys and their types, whichever shard runs here).
     pub fn new(all: &[Trial]) -> Self {
-        let keys = varying_keys(all);
-        let rows = values(all, &keys);
+        let (_, rows) = table(all);
         Sessions(
             all.iter()
                 .zip(rows)

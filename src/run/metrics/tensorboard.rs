@@ -49,9 +49,7 @@ impl Events {
 }
 
 fn encode(time_zero: f64, m: &StepMetrics) -> Vec<u8> {
-    let scalars = m.scalars();
-    let tagged: Vec<(&str, f32)> = scalars.iter().map(|(t, v)| (t.as_str(), *v)).collect();
-    tensorboard::scalars(time_zero + m.elapsed_s, m.global_step as u64, &tagged)
+    tensorboard::scalars(time_zero + m.elapsed_s, m.global_step as u64, &m.scalars())
 }
 
 impl MetricsSink for Events {
