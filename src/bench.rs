@@ -94,6 +94,9 @@ pub struct BackendReport {
     /// How the test pass computes its first layer: `sparse (avx512)` and the like, or `dense`.
     #[serde(default)]
     pub eval_first_layer: String,
+    /// How a training step computes its first layer's product and weight gradient, likewise.
+    #[serde(default)]
+    pub train_first_layer: String,
 }
 
 /// The CPU's model name (Linux), and the vector features the kernels choose between.
@@ -231,11 +234,16 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
         train_epoch_s,
         test_pass_s,
         peak_rss_mb: peak_rss_mb(),
-        eval_first_layer: match &test.sparse {
-            Some(_) => format!("sparse ({})", crate::kernel::KernelPath::detect().name()),
-            None => "dense".into(),
-        },
+        eval_first_layer: first_layer_path(test.sparse.is_some()),
+        train_first_layer: first_layer_path(crate::kernel::runs_on(&ad)),
     })
+}
+
+fn first_layer_path(sparse: bool) -> String {
+    match sparse {
+        true => format!("sparse ({})", crate::kernel::KernelPath::detect().name()),
+        false => "dense".into(),
+    }
 }
 
 /// Markdown table: one column per backend, "median (min–max)".
@@ -273,6 +281,9 @@ pub fn table(reports: &[BackendReport]) -> String {
     }));
     out.push_str(&row("peak memory (MB)", &|r| {
         r.peak_rss_mb.map_or("—".into(), |m| format!("{m:.0}"))
+    }));
+    out.push_str(&row("training step, first layer", &|r| {
+        r.train_first_layer.clone()
     }));
     out.push_str(&row("test pass, first layer", &|r| {
         r.eval_first_layer.clone()

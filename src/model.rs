@@ -10,6 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 use crate::config::{Activation, ExperimentConfig, Init};
 use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
+use crate::kernel::HostWeights;
 
 /// The activation applied after each hidden layer (and its batchnorm).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -119,27 +120,43 @@ impl Mlp {
         )
     }
 
-    /// Logits from the first layer's output before its batchnorm and activation (`x·W1 + b1`,
-    /// computed elsewhere: [`crate::kernel`]), the rest as [`Mlp::forward`].
-    pub fn forward_from_first_layer(&self, first: Tensor<2>) -> Tensor<2> {
+    /// Logits from `input` ([`Input`]: the images, or the first dense layer's product computed
+    /// elsewhere, [`crate::kernel`]), the rest as [`Mlp::forward`]. On an autodiff device this
+    /// is the training forward pass.
+    pub fn forward_from(&self, input: Input) -> Tensor<2> {
         self.forward_with(
-            Input::FirstLayer(first),
+            input,
             |norm, x| norm.forward(x),
             |dropout, x| dropout.forward(x),
             None,
         )
     }
 
+    /// The first dense layer: it reads the images.
+    fn first_dense(&self) -> &Linear {
+        self.hidden.first().unwrap_or(&self.output)
+    }
+
+    /// The first dense layer's weight (`[784, width]`, row-major) on the host.
+    pub fn first_weight_host(&self) -> HostWeights {
+        HostWeights::new(host_f32(self.first_dense().weight.val().into_data()))
+    }
+
     /// The first dense layer's weight (`[784, width]`, row-major) and bias on the host.
-    pub fn first_layer_host(&self) -> (Vec<f32>, Vec<f32>) {
-        let layer = self.hidden.first().unwrap_or(&self.output);
-        let weight = layer.weight.val().into_data().iter::<f32>().collect();
+    pub fn first_layer_host(&self) -> (HostWeights, Vec<f32>) {
+        let layer = self.first_dense();
         let width = layer.weight.shape().dims::<2>()[1];
         let bias = layer.bias.as_ref().map_or_else(
             || vec![0.0; width],
             |b| b.val().into_data().iter::<f32>().collect(),
         );
-        (weight, bias)
+        (self.first_weight_host(), bias)
+    }
+
+    /// The parameter id of the first dense layer's weight: where a gradient computed outside
+    /// autodiff ([`crate::kernel::weight_gradient`]) is registered for the optimizer.
+    pub fn first_weight_id(&self) -> burn::module::ParamId {
+        self.first_dense().weight.id
     }
 
     /// The layers in order, with batchnorm and dropout as the caller computes them; `observe`
@@ -154,9 +171,16 @@ impl Mlp {
     ) -> Tensor<2> {
         let (mut x, first_done) = match input {
             Input::Images(x) => (x, false),
-            Input::FirstLayer(x) if self.hidden.is_empty() => return x,
             Input::FirstLayer(x) => (x, true),
+            // The bias as `Linear::forward` adds it, so its gradient is autodiff's as before.
+            Input::FirstProduct(x) => match &self.first_dense().bias {
+                Some(bias) => (x + bias.val().unsqueeze_dim(0), true),
+                None => (x, true),
+            },
         };
+        if first_done && self.hidden.is_empty() {
+            return x;
+        }
         for (i, layer) in self.hidden.iter().enumerate() {
             if !(first_done && i == 0) {
                 x = layer.forward(x);
@@ -216,11 +240,7 @@ impl Mlp {
     /// training-mode operations are spelled out here. The dropout masks come from `rng` on the
     /// host: Burn's CPU `random_like` samples element by element and cost more than the rest
     /// of this pass.
-    pub fn forward_training_mode(
-        &self,
-        images: Tensor<2>,
-        rng: &mut impl rand::RngCore,
-    ) -> Tensor<2> {
+    pub fn forward_training_mode(&self, input: Input, rng: &mut impl rand::RngCore) -> Tensor<2> {
         // As Burn's Dropout: keep with probability 1 - p, scale the kept by 1 / (1 - p).
         let host_mask = |dropout: &Dropout, x: Tensor<2>| {
             let keep = 1.0 - dropout.prob;
@@ -239,7 +259,7 @@ impl Mlp {
             let mask = Tensor::from_data(TensorData::new(mask, dims), &x.device());
             x * mask
         };
-        self.forward_with(Input::Images(images), batch_statistics, host_mask, None)
+        self.forward_with(input, batch_statistics, host_mask, None)
     }
 
     /// The trained parameters on the host, in Burn's layout, for exporters.
@@ -334,11 +354,27 @@ impl Mlp {
     }
 }
 
-/// Where a forward pass starts: from the images, or from the first dense layer's output
-/// (`x·W1 + b1`) computed elsewhere.
-enum Input {
+/// Where a forward pass starts: from the images, or from the first dense layer computed
+/// elsewhere ([`crate::kernel`], from the images' lit pixels).
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// `[batch, 784]`, scaled to [0, 1].
     Images(Tensor<2>),
+    /// The first dense layer's output, bias included (`x·W1 + b1`).
     FirstLayer(Tensor<2>),
+    /// The first dense layer's product without its bias (`x·W1`); the model adds the bias.
+    FirstProduct(Tensor<2>),
+}
+
+/// A tensor's values on the host as f32: a CPU backend's f32 storage taken as it is, without a
+/// conversion per value (the first layer's weights are read back on every training step).
+pub fn host_f32(data: TensorData) -> Vec<f32> {
+    if data.dtype() != burn::tensor::DType::F32 {
+        return data.iter::<f32>().collect();
+    }
+    // Moves the storage out when the data holds it alone (Burn's flex backend), else copies.
+    data.try_into_vec::<f32>()
+        .expect("f32 tensor data converts to a Vec<f32>")
 }
 
 /// Batchnorm on the batch's own statistics, without touching the running ones.

@@ -112,13 +112,12 @@ impl ResidentSet {
                 )
             })
             .collect();
-        let sparse =
-            (on_cpu(device) && std::env::var_os("MNIST_TRAIN_DENSE_EVAL").is_none()).then(|| {
-                images
-                    .chunks(chunk.max(1).saturating_mul(IMAGE_PIXELS))
-                    .map(|c| SparseImages::from_bytes(c, IMAGE_PIXELS))
-                    .collect()
-            });
+        let sparse = crate::kernel::evaluates_on(device).then(|| {
+            images
+                .chunks(chunk.max(1).saturating_mul(IMAGE_PIXELS))
+                .map(|c| SparseImages::from_bytes(c, IMAGE_PIXELS))
+                .collect()
+        });
         Self {
             chunks,
             sparse,
@@ -131,22 +130,6 @@ impl ResidentSet {
         self.sparse = None;
         self
     }
-}
-
-/// Whether `device` computes on this machine's CPU, where [`crate::kernel`] can stand in for
-/// the first layer's dense product.
-fn on_cpu(device: &Device) -> bool {
-    #[cfg(feature = "flex")]
-    if *device == Device::flex() {
-        return true;
-    }
-    #[cfg(feature = "ndarray")]
-    #[allow(deprecated)] // Burn's ndarray backend, deprecated upstream, still one of ours.
-    if *device == Device::ndarray() {
-        return true;
-    }
-    let _ = device;
-    false
 }
 
 fn eval_chunk(default_chunk: usize) -> usize {

@@ -3,14 +3,15 @@
 
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ExperimentConfig, TrainMetrics};
-use crate::data::Split;
 use crate::data::batcher::{images_tensor, labels_tensor, metrics_seed, step_seed};
-use crate::model::{Mlp, correct_count, cross_entropy};
+use crate::data::{IMAGE_PIXELS, Split};
+use crate::kernel::{self, SparseImages};
+use crate::model::{Input, Mlp, correct_count, cross_entropy, host_f32};
 use crate::run::metrics::LayerDiagnostics;
 use crate::train::diagnostics;
 
@@ -41,24 +42,81 @@ pub fn run_step(
     diagnose: bool,
 ) -> StepOutput {
     ad.seed(step_seed(config.seed, global_step));
-    let images = images_tensor(&train.images, idx, ad);
     let labels = labels_tensor(&train.labels, idx, ad);
-    let logits = model.forward(images.clone());
+    // On the CPU the first layer's product and weight gradient come from the batch's lit
+    // pixels ([`kernel`]); the dense images are then built only for the diagnostics.
+    let sparse =
+        kernel::runs_on(ad).then(|| SparseImages::gather(&train.images, idx, IMAGE_PIXELS));
+    let images = (sparse.is_none() || diagnose).then(|| images_tensor(&train.images, idx, ad));
+    let (logits, product) = match (&sparse, &images) {
+        (Some(sparse), _) => {
+            let w = model.first_weight_host();
+            let width = w.as_slice().len() / IMAGE_PIXELS;
+            let mut product = vec![0f32; idx.len() * width];
+            kernel::first_product(sparse, w.as_slice(), width, &mut product);
+            let product =
+                Tensor::from_data(TensorData::new(product, [idx.len(), width]), ad).require_grad();
+            let logits = model.forward_from(Input::FirstProduct(product.clone()));
+            (logits, Some(product))
+        }
+        (None, Some(images)) => (model.forward(images.clone()), None),
+        (None, None) => unreachable!("dense images are built when there is no sparse batch"),
+    };
     let loss = cross_entropy(logits.clone(), labels.clone());
     let batch_correct = match config.train_metrics {
         TrainMetrics::Batch => Some(correct_count(logits.detach(), labels.clone())),
         TrainMetrics::Lecture => None,
     };
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let before =
-        diagnose.then(|| diagnostics::before_update(&model, &grads, images.clone().inner()));
+    let mut grads = loss.backward();
+    let product_grad = product.map(|p| p.grad_remove(&mut grads));
+    let mut grads = GradientsParams::from_grads(grads, &model);
+    if let (Some(sparse), Some(Some(product_grad))) = (&sparse, product_grad) {
+        let [rows, width] = product_grad.dims();
+        let device = product_grad.device();
+        let product_grad = host_f32(product_grad.into_data());
+        let mut weight_grad = vec![0f32; IMAGE_PIXELS * width];
+        kernel::weight_gradient(sparse, &product_grad, width, &mut weight_grad);
+        debug_assert_eq!(rows, idx.len());
+        grads.register(
+            model.first_weight_id(),
+            Tensor::<2>::from_data(TensorData::new(weight_grad, [IMAGE_PIXELS, width]), &device),
+        );
+    }
+    let before = match (diagnose, &images) {
+        (true, Some(images)) => Some(diagnostics::before_update(
+            &model,
+            &grads,
+            images.clone().inner(),
+        )),
+        _ => None,
+    };
     let model = optim.step(lr, model, grads);
     let layers = before.map(|b| b.after_update(&model));
 
     let batch = idx.len() as f32;
     let (loss, correct) = match batch_correct {
         Some(correct) => (loss.inner(), correct.inner()),
-        None => lecture_metrics(&model, images.inner(), labels.inner(), config, global_step),
+        None => {
+            let valid = model.valid();
+            // The first layer of the updated model, computed once for both lecture columns.
+            let input = || match (&sparse, &images) {
+                (Some(sparse), _) => {
+                    let (w, bias) = valid.first_layer_host();
+                    let mut first = vec![0f32; idx.len() * bias.len()];
+                    kernel::first_layer(sparse, w.as_slice(), &bias, &mut first);
+                    let device = ad.clone().inner();
+                    Input::FirstLayer(Tensor::from_data(
+                        TensorData::new(first, [idx.len(), bias.len()]),
+                        &device,
+                    ))
+                }
+                (None, Some(images)) => Input::Images(images.clone().inner()),
+                (None, None) => {
+                    unreachable!("dense images are built when there is no sparse batch")
+                }
+            };
+            lecture_metrics(&valid, input(), labels.inner(), config, global_step)
+        }
     };
     let train_loss: f32 = loss.into_scalar();
     let train_accuracy = correct.into_scalar::<i64>() as f32 / batch;
@@ -76,22 +134,22 @@ pub fn run_step(
 /// alone; the dropout masks come from a host RNG of their own, seeded by (seed, step), so
 /// training draws nothing different and is bit-identical to `train_metrics: batch`.
 fn lecture_metrics(
-    model: &Mlp,
-    images: Tensor<2>,
+    valid: &Mlp,
+    input: Input,
     labels: Tensor<1, Int>,
     config: &ExperimentConfig,
     global_step: usize,
 ) -> (Tensor<1>, Tensor<1, Int>) {
-    let valid = model.valid();
-    let eval_logits = valid.forward(images.clone());
-    let correct = correct_count(eval_logits.clone(), labels.clone());
     // Without dropout or batchnorm, training and inference mode compute the same logits: one
     // forward serves both columns.
-    let loss = if config.dropout > 0.0 || config.batchnorm {
+    if config.dropout > 0.0 || config.batchnorm {
+        let correct = correct_count(valid.forward_from(input.clone()), labels.clone());
         let mut rng = ChaCha8Rng::seed_from_u64(metrics_seed(config.seed, global_step));
-        cross_entropy(valid.forward_training_mode(images, &mut rng), labels)
+        let loss = cross_entropy(valid.forward_training_mode(input, &mut rng), labels);
+        (loss, correct)
     } else {
-        cross_entropy(eval_logits, labels)
-    };
-    (loss, correct)
+        let logits = valid.forward_from(input);
+        let correct = correct_count(logits.clone(), labels.clone());
+        (cross_entropy(logits, labels), correct)
+    }
 }
