@@ -23,6 +23,8 @@
 //! M-series included) the portable version runs with fused multiply-adds, which every such CPU
 //! has; the compiler vectorizes it for NEON's 128-bit registers.
 
+pub mod activation;
+
 use burn::tensor::Device;
 use rayon::prelude::*;
 

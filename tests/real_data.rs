@@ -170,11 +170,13 @@ fn predict_classifies_digits_from_image_files() {
 }
 
 /// Issue 9: evaluation computes the first layer from the test images' lit pixels only
-/// (`mnist_train::kernel`), summing in another order than Burn's dense product. On the final
-/// checkpoint of every config shipped in configs/, the two must score the full test set within
-/// one image of each other, and training's own evaluation must be the sparse one.
+/// (`mnist_train::kernel`), summing in another order than Burn's dense product, and the hidden
+/// activations with vectorized functions instead of Burn's. On the final checkpoint of every
+/// config shipped in configs/, and of a short run with each other activation, the fast path
+/// and Burn's (`MNIST_TRAIN_DENSE=1`) must score the full test set within one image of each
+/// other, and training's own evaluation must be the fast one.
 #[test]
-fn sparse_evaluation_scores_every_shipped_config_as_the_dense_product() {
+fn fast_evaluation_scores_every_shipped_config_as_the_dense_path() {
     let Some(data) = shared_data() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs");
@@ -183,7 +185,7 @@ fn sparse_evaluation_scores_every_shipped_config_as_the_dense_product() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    let mut checked = 0;
+    let mut runs: Vec<(String, Vec<String>)> = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         // Sweep files, not configs.
@@ -191,10 +193,31 @@ fn sparse_evaluation_scores_every_shipped_config_as_the_dense_product() {
             continue;
         }
         let name = file.file_stem().unwrap().to_str().unwrap().to_string();
+        runs.push((name, vec!["--config".into(), file.display().to_string()]));
+    }
+    let shipped = runs.len();
+    for activation in ["tanh", "elu", "selu", "leaky-relu"] {
+        runs.push((
+            activation.to_string(),
+            [
+                "--activation",
+                activation,
+                "--init",
+                "xavier",
+                "--train-limit",
+                "10000",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ));
+    }
+    let mut checked = 0;
+    for (name, flags) in runs {
         let run = tmp.path().join(&name);
         common::bin(tmp.path(), &data)
             .env("MNIST_TRAIN_THREADS", "2")
-            .args(["--offline", "--config", file.to_str().unwrap(), "--quiet"])
+            .args(["--offline", "--quiet"])
+            .args(&flags)
             .args(["--eval-every", "0", "--diagnostics-every", "0"])
             .args(["--run-dir", run.to_str().unwrap()])
             .assert()
@@ -209,7 +232,7 @@ fn sparse_evaluation_scores_every_shipped_config_as_the_dense_product() {
                 run.to_str().unwrap(),
             ]);
             if dense {
-                cmd.env("MNIST_TRAIN_DENSE_EVAL", "1");
+                cmd.env("MNIST_TRAIN_DENSE", "1");
             }
             let out = cmd.output().unwrap();
             assert!(
@@ -222,7 +245,7 @@ fn sparse_evaluation_scores_every_shipped_config_as_the_dense_product() {
         };
         let (sparse, dense) = (accuracy(false), accuracy(true));
         let images_apart = ((sparse - dense) * 10_000.0).abs().round();
-        eprintln!("{name}: sparse {sparse:.4}, dense {dense:.4}");
+        eprintln!("{name}: fast path {sparse:.4}, dense {dense:.4}");
         assert!(
             images_apart <= 1.0,
             "{name}: sparse {sparse}, dense {dense}"
@@ -233,7 +256,8 @@ fn sparse_evaluation_scores_every_shipped_config_as_the_dense_product() {
         assert_eq!(trained, sparse, "{name}: training evaluates as eval does");
         checked += 1;
     }
-    assert!(checked >= 8, "only {checked} shipped configs found");
+    assert!(shipped >= 8, "only {shipped} shipped configs found");
+    assert_eq!(checked, shipped + 4);
 }
 
 /// Issue 9: on the CPU, a training step computes the first layer's product and its weight
