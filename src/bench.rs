@@ -235,7 +235,7 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
         test_pass_s,
         peak_rss_mb: peak_rss_mb(),
         eval_first_layer: first_layer_path(test.sparse.is_some()),
-        train_first_layer: first_layer_path(crate::kernel::runs_on(&ad)),
+        train_first_layer: first_layer_path(crate::kernel::trains_on(&ad)),
     })
 }
 

@@ -117,6 +117,22 @@ pub fn runs_on(device: &Device) -> bool {
     cpu && std::env::var_os("MNIST_TRAIN_DENSE").is_none()
 }
 
+/// Whether training steps on `device` take the first layer's product and weight gradient from
+/// [`first_product`] and [`weight_gradient`]: on Burn's flex backend. The ndarray backend reads
+/// a weight matrix back in 5.5 ms (flex: 0.04 ms), which a step would pay twice for the 0.5 ms
+/// the kernels save.
+pub fn trains_on(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        runs_on(device) && device.clone().without_autodiff() == Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
 /// Whether evaluations on `device` take their first layer from [`first_layer`].
 pub fn evaluates_on(device: &Device) -> bool {
     runs_on(device) && std::env::var_os("MNIST_TRAIN_DENSE_EVAL").is_none()
@@ -138,13 +154,21 @@ enum Storage {
 #[derive(Clone, Copy)]
 struct Line([f32; 16]);
 
+thread_local! {
+    /// The last aligned buffer dropped on this thread, for the next copy: a fresh 800 KB
+    /// allocation is fresh pages, and faulting them in cost 0.8 ms a training step, 15× the copy.
+    static SPARE: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl HostWeights {
     /// Keeps `values` where it already starts at a boundary, else copies it to one.
     pub fn new(values: Vec<f32>) -> Self {
         if (values.as_ptr() as usize).is_multiple_of(64) {
             return Self(Storage::Aligned(values));
         }
-        let mut lines = vec![Line([0.0; 16]); values.len().div_ceil(16)];
+        let mut lines = SPARE.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
+        lines.clear();
+        lines.resize(values.len().div_ceil(16), Line([0.0; 16]));
         for (line, chunk) in lines.iter_mut().zip(values.chunks(16)) {
             line.0[..chunk.len()].copy_from_slice(chunk);
         }
@@ -163,6 +187,15 @@ impl HostWeights {
     }
 }
 
+impl Drop for HostWeights {
+    fn drop(&mut self) {
+        if let Storage::Lines(lines, _) = &mut self.0 {
+            let lines = std::mem::take(lines);
+            SPARE.with(|spare| *spare.borrow_mut() = lines);
+        }
+    }
+}
+
 /// Which compiled version of the loop this CPU runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KernelPath {
@@ -175,25 +208,56 @@ pub enum KernelPath {
 }
 
 impl KernelPath {
+    /// The best version this CPU can run, unless `MNIST_TRAIN_KERNEL` (`avx512`, `avx2`,
+    /// `portable`) asks for a lesser one it can also run, to compare them on one machine; a
+    /// value it cannot run is ignored (`bench` names the path taken).
     pub fn detect() -> Self {
+        static PATH: std::sync::OnceLock<KernelPath> = std::sync::OnceLock::new();
+        *PATH.get_or_init(|| {
+            let supported = Self::supported();
+            std::env::var("MNIST_TRAIN_KERNEL")
+                .ok()
+                .and_then(|want| supported.iter().copied().find(|p| p.key() == want))
+                .unwrap_or(supported[0])
+        })
+    }
+
+    /// Every version this CPU can run, the best first.
+    pub fn supported() -> Vec<KernelPath> {
+        let mut paths = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                return KernelPath::Avx512;
+                paths.push(KernelPath::Avx512);
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
-                return KernelPath::Avx2;
+                paths.push(KernelPath::Avx2);
             }
         }
         #[cfg(target_arch = "aarch64")]
         {
             if std::arch::is_aarch64_feature_detected!("neon") {
-                return KernelPath::Neon;
+                paths.push(KernelPath::Neon);
             }
         }
-        KernelPath::Portable
+        paths.push(KernelPath::Portable);
+        paths
+    }
+
+    /// Whether this version multiplies and adds in one rounding.
+    pub fn fused(self) -> bool {
+        self != KernelPath::Portable
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            KernelPath::Avx512 => "avx512",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::Neon => "neon",
+            KernelPath::Portable => "portable",
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -210,10 +274,19 @@ impl KernelPath {
 /// (Burn's layout of a linear layer's weight) and `out` `[rows, d_out]`. Rows are split over
 /// rayon's threads.
 pub fn first_layer(images: &SparseImages, w: &[f32], bias: &[f32], out: &mut [f32]) {
+    first_layer_on(KernelPath::detect(), images, w, bias, out)
+}
+
+fn first_layer_on(
+    path: KernelPath,
+    images: &SparseImages,
+    w: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) {
     let d_out = bias.len();
     assert_eq!(w.len(), images.pixels * d_out, "weight shape");
     assert_eq!(out.len(), images.rows() * d_out, "output shape");
-    let path = KernelPath::detect();
     // Enough rows per task to amortize the task, few enough to balance two to eight threads.
     let rows_per_task = 64;
     out.par_chunks_mut(rows_per_task * d_out)
@@ -246,6 +319,16 @@ pub fn first_product(images: &SparseImages, w: &[f32], d_out: usize, out: &mut [
 /// no image lit are zero. Split over rayon's threads by pixel, so the sums do not depend on
 /// the thread count.
 pub fn weight_gradient(images: &SparseImages, grad: &[f32], d_out: usize, out: &mut [f32]) {
+    weight_gradient_on(KernelPath::detect(), images, grad, d_out, out)
+}
+
+fn weight_gradient_on(
+    path: KernelPath,
+    images: &SparseImages,
+    grad: &[f32],
+    d_out: usize,
+    out: &mut [f32],
+) {
     let pixels = images.pixels;
     assert_eq!(grad.len(), images.rows() * d_out, "gradient shape");
     assert_eq!(out.len(), pixels * d_out, "output shape");
@@ -273,7 +356,6 @@ pub fn weight_gradient(images: &SparseImages, grad: &[f32], d_out: usize, out: &
         image: &col_image,
         value: &col_value,
     };
-    let path = KernelPath::detect();
     let pixels_per_task = 56;
     out.par_chunks_mut(pixels_per_task * d_out)
         .enumerate()
@@ -454,6 +536,17 @@ mod tests {
             .collect()
     }
 
+    /// Every version of the loops this CPU runs (on an AVX-512 machine: AVX-512, AVX2 and the
+    /// portable one), with each width.
+    fn paths_and_widths(widths: &[usize]) -> Vec<(KernelPath, usize)> {
+        let paths = KernelPath::supported();
+        assert_eq!(paths.last(), Some(&KernelPath::Portable));
+        paths
+            .into_iter()
+            .flat_map(|p| widths.iter().map(move |&w| (p, w)))
+            .collect()
+    }
+
     fn weights(pixels: usize, d_out: usize) -> Vec<f32> {
         (0..pixels * d_out)
             .map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5)
@@ -486,17 +579,18 @@ mod tests {
     }
 
     /// The training product: no bias, each output summed from zero in pixel order with one
-    /// multiply-add per lit pixel (checked against exactly that, bit for bit).
+    /// multiply-add per lit pixel (checked against exactly that, bit for bit), on every
+    /// version of the loop this CPU runs.
     #[test]
     fn first_product_sums_in_pixel_order() {
         let (rows, pixels) = (130, 784);
         let all = images(rows);
         let sparse = SparseImages::from_bytes(&all, pixels);
-        let fused = KernelPath::detect() != KernelPath::Portable;
-        for d_out in [256, 100] {
+        for (path, d_out) in paths_and_widths(&[256, 100]) {
+            let fused = path.fused();
             let w = weights(pixels, d_out);
             let mut out = vec![1f32; rows * d_out];
-            first_product(&sparse, &w, d_out, &mut out);
+            first_layer_on(path, &sparse, &w, &vec![0.0; d_out], &mut out);
             for r in 0..rows {
                 for c in 0..d_out {
                     let mut want = 0f32;
@@ -512,7 +606,11 @@ mod tests {
                             };
                         }
                     }
-                    assert_eq!(out[r * d_out + c].to_bits(), want.to_bits(), "{r} {c}");
+                    assert_eq!(
+                        out[r * d_out + c].to_bits(),
+                        want.to_bits(),
+                        "{path:?} {r} {c}"
+                    );
                 }
             }
         }
@@ -525,13 +623,13 @@ mod tests {
         let (rows, pixels) = (128, 784);
         let all = images(rows);
         let sparse = SparseImages::from_bytes(&all, pixels);
-        let fused = KernelPath::detect() != KernelPath::Portable;
-        for d_out in [256, 70] {
+        for (path, d_out) in paths_and_widths(&[256, 70]) {
+            let fused = path.fused();
             let grad: Vec<f32> = (0..rows * d_out)
                 .map(|i| ((i * 53) % 97) as f32 / 97.0 - 0.5)
                 .collect();
             let mut out = vec![1f32; pixels * d_out];
-            weight_gradient(&sparse, &grad, d_out, &mut out);
+            weight_gradient_on(path, &sparse, &grad, d_out, &mut out);
             for p in 0..pixels {
                 for c in 0..d_out {
                     let mut want = 0f32;
@@ -547,7 +645,11 @@ mod tests {
                             };
                         }
                     }
-                    assert_eq!(out[p * d_out + c].to_bits(), want.to_bits(), "{p} {c}");
+                    assert_eq!(
+                        out[p * d_out + c].to_bits(),
+                        want.to_bits(),
+                        "{path:?} {p} {c}"
+                    );
                 }
             }
             assert!(out[320 * d_out..321 * d_out].iter().all(|&v| v == 0.0));
@@ -556,7 +658,7 @@ mod tests {
                 .build()
                 .expect("a pool");
             let mut again = vec![0f32; pixels * d_out];
-            one_thread.install(|| weight_gradient(&sparse, &grad, d_out, &mut again));
+            one_thread.install(|| weight_gradient_on(path, &sparse, &grad, d_out, &mut again));
             assert_eq!(out, again);
         }
     }
@@ -573,11 +675,11 @@ mod tests {
             "{}",
             sparse.density()
         );
-        for d_out in [256, 100, 10] {
+        for (path, d_out) in paths_and_widths(&[256, 100, 10]) {
             let w = weights(pixels, d_out);
             let bias: Vec<f32> = (0..d_out).map(|j| j as f32 * 0.01).collect();
             let mut out = vec![0f32; rows * d_out];
-            first_layer(&sparse, &w, &bias, &mut out);
+            first_layer_on(path, &sparse, &w, &bias, &mut out);
             for r in 0..rows {
                 for c in 0..d_out {
                     let want = bias[c] as f64

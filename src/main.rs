@@ -11,6 +11,7 @@ fn main() -> ExitCode {
              command you ran (RUST_BACKTRACE=1 shows where it happened)"
         );
     }));
+    mnist_train::backend::keep_freed_memory();
     match mnist_train::commands::run(mnist_train::cli::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

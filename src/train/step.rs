@@ -46,7 +46,7 @@ pub fn run_step(
     // On the CPU the first layer's product and weight gradient come from the batch's lit
     // pixels ([`kernel`]); the dense images are then built only for the diagnostics.
     let sparse =
-        kernel::runs_on(ad).then(|| SparseImages::gather(&train.images, idx, IMAGE_PIXELS));
+        kernel::trains_on(ad).then(|| SparseImages::gather(&train.images, idx, IMAGE_PIXELS));
     let images = (sparse.is_none() || diagnose).then(|| images_tensor(&train.images, idx, ad));
     let (logits, product) = match (&sparse, &images) {
         (Some(sparse), _) => {
