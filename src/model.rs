@@ -153,13 +153,15 @@ impl Mlp {
 
     /// The first dense layer's weight (`[784, width]`, row-major) on the host.
     pub fn first_weight_host(&self) -> HostWeights {
-        HostWeights::new(host_f32(self.first_dense().weight.val().into_data()))
+        let weight = self.first_dense().weight.val();
+        let [pixels, width] = weight.dims();
+        HostWeights::new(&host_f32(weight.into_data()), pixels, width)
     }
 
     /// The first dense layer's weight (`[784, width]`, row-major) and bias on the host.
     pub fn first_layer_host(&self) -> (HostWeights, Vec<f32>) {
         let layer = self.first_dense();
-        let width = layer.weight.shape().dims::<2>()[1];
+        let width = layer.weight.dims()[1];
         let bias = layer.bias.as_ref().map_or_else(
             || vec![0.0; width],
             |b| b.val().into_data().iter::<f32>().collect(),

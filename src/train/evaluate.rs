@@ -18,7 +18,7 @@ fn logits_fn<'a>(model: &'a Mlp, set: &'a ResidentSet) -> impl Fn(usize) -> Tens
         (Some(sparse), Some((w, bias))) => {
             let images = &sparse[i];
             let mut first = vec![0f32; images.rows() * bias.len()];
-            kernel::first_layer(images, w.as_slice(), bias, &mut first);
+            kernel::first_layer(images, w, bias, &mut first);
             let device = set.chunks[i].0.device();
             let first =
                 Tensor::from_data(TensorData::new(first, [images.rows(), bias.len()]), &device);

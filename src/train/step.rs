@@ -51,9 +51,9 @@ pub fn run_step(
     let (logits, product) = match (&sparse, &images) {
         (Some(sparse), _) => {
             let w = model.first_weight_host();
-            let width = w.as_slice().len() / IMAGE_PIXELS;
+            let width = w.width();
             let mut product = vec![0f32; idx.len() * width];
-            kernel::first_product(sparse, w.as_slice(), width, &mut product);
+            kernel::first_product(sparse, &w, &mut product);
             let product =
                 Tensor::from_data(TensorData::new(product, [idx.len(), width]), ad).require_grad();
             let logits = model.forward_from(Input::FirstProduct(product.clone()));
@@ -103,7 +103,7 @@ pub fn run_step(
                 (Some(sparse), _) => {
                     let (w, bias) = valid.first_layer_host();
                     let mut first = vec![0f32; idx.len() * bias.len()];
-                    kernel::first_layer(sparse, w.as_slice(), &bias, &mut first);
+                    kernel::first_layer(sparse, &w, &bias, &mut first);
                     let device = ad.clone().inner();
                     Input::FirstLayer(Tensor::from_data(
                         TensorData::new(first, [idx.len(), bias.len()]),
