@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 use crate::config::{Activation, ExperimentConfig, Init};
 use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
-use crate::kernel::HostWeights;
+use crate::kernel::{HostWeights, Then};
 
 /// The activation applied after each hidden layer (and its batchnorm).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -169,6 +169,29 @@ impl Mlp {
         (self.first_weight_host(), bias)
     }
 
+    /// What the first layer's loop can apply before storing its outputs in an inference pass:
+    /// the first hidden layer's activation when it is relu or leaky relu and no batchnorm
+    /// comes between. Feed the result back as [`Input::FirstActivated`] then, else as
+    /// [`Input::FirstLayer`] ([`Mlp::first_layer_input`]).
+    pub fn first_layer_then(&self) -> Then {
+        if self.hidden.is_empty() || !self.norms.is_empty() {
+            return Then::Store;
+        }
+        match self.activation.kind {
+            Activation::Relu => Then::Relu,
+            Activation::LeakyRelu => Then::LeakyRelu(self.activation.leaky_slope as f32),
+            _ => Then::Store,
+        }
+    }
+
+    /// The input a first layer computed with `then` stands for.
+    pub fn first_layer_input(first: Tensor<2>, then: Then) -> Input {
+        match then {
+            Then::Store => Input::FirstLayer(first),
+            Then::Relu | Then::LeakyRelu(_) => Input::FirstActivated(first),
+        }
+    }
+
     /// The parameter id of the first dense layer's weight: where a gradient computed outside
     /// autodiff ([`crate::kernel::weight_gradient`]) is registered for the optimizer.
     pub fn first_weight_id(&self) -> burn::module::ParamId {
@@ -185,9 +208,10 @@ impl Mlp {
         mut dropout: impl FnMut(&Dropout, Tensor<2>) -> Tensor<2>,
         mut observe: Option<&mut dyn FnMut(HiddenActivity)>,
     ) -> Tensor<2> {
+        let first_activated = matches!(input, Input::FirstActivated(_));
         let (mut x, first_done) = match input {
             Input::Images(x) => (x, false),
-            Input::FirstLayer(x) => (x, true),
+            Input::FirstLayer(x) | Input::FirstActivated(x) => (x, true),
             // The bias as `Linear::forward` adds it, so its gradient is autodiff's as before.
             Input::FirstProduct(x) => match &self.first_dense().bias {
                 Some(bias) => (x + bias.val().unsqueeze_dim(0), true),
@@ -202,11 +226,15 @@ impl Mlp {
                 x = layer.forward(x);
             }
             let mut normalized = None;
-            if let Some(n) = self.norms.get(i) {
-                x = norm(n, x);
-                normalized = observe.is_some().then(|| x.clone());
+            if first_activated && i == 0 {
+                // Activated by the first layer's loop (`first_layer_then`): no batchnorm here.
+            } else {
+                if let Some(n) = self.norms.get(i) {
+                    x = norm(n, x);
+                    normalized = observe.is_some().then(|| x.clone());
+                }
+                x = self.activation.apply_any(x);
             }
-            x = self.activation.apply_any(x);
             if let Some(observe) = observe.as_mut() {
                 observe(HiddenActivity {
                     normalized,
@@ -380,6 +408,9 @@ pub enum Input {
     FirstLayer(Tensor<2>),
     /// The first dense layer's product without its bias (`x·W1`); the model adds the bias.
     FirstProduct(Tensor<2>),
+    /// The first hidden layer's output after its activation, as [`Mlp::first_layer_then`]
+    /// asked the first layer's loop to compute it.
+    FirstActivated(Tensor<2>),
 }
 
 /// A tensor's values on the host as f32: a CPU backend's f32 storage taken as it is, without a

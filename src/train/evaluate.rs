@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::NUM_CLASSES;
 use crate::data::batcher::ResidentSet;
 use crate::kernel;
-use crate::model::{Input, Mlp, correct_count, cross_entropy};
+use crate::model::{Mlp, correct_count, cross_entropy};
 
 /// The logits of chunk `i` of `set`: from the sparse images where the set has them (the first
 /// layer on the host, [`crate::kernel`]), else Burn's dense forward pass.
@@ -18,11 +18,12 @@ fn logits_fn<'a>(model: &'a Mlp, set: &'a ResidentSet) -> impl Fn(usize) -> Tens
         (Some(sparse), Some((w, bias))) => {
             let images = &sparse[i];
             let mut first = vec![0f32; images.rows() * bias.len()];
-            kernel::first_layer(images, w, bias, &mut first);
+            let then = model.first_layer_then();
+            kernel::first_layer(images, w, bias, then, &mut first);
             let device = set.chunks[i].0.device();
             let first =
                 Tensor::from_data(TensorData::new(first, [images.rows(), bias.len()]), &device);
-            model.forward_from(Input::FirstLayer(first))
+            model.forward_from(Mlp::first_layer_input(first, then))
         }
         _ => model.forward(set.chunks[i].0.clone()),
     }

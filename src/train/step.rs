@@ -103,12 +103,11 @@ pub fn run_step(
                 (Some(sparse), _) => {
                     let (w, bias) = valid.first_layer_host();
                     let mut first = vec![0f32; idx.len() * bias.len()];
-                    kernel::first_layer(sparse, &w, &bias, &mut first);
+                    let then = valid.first_layer_then();
+                    kernel::first_layer(sparse, &w, &bias, then, &mut first);
                     let device = ad.clone().inner();
-                    Input::FirstLayer(Tensor::from_data(
-                        TensorData::new(first, [idx.len(), bias.len()]),
-                        &device,
-                    ))
+                    let first = TensorData::new(first, [idx.len(), bias.len()]);
+                    Mlp::first_layer_input(Tensor::from_data(first, &device), then)
                 }
                 (None, Some(images)) => Input::Images(images.clone().inner()),
                 (None, None) => {
