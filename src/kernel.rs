@@ -634,6 +634,19 @@ mod tests {
             .collect()
     }
 
+    /// The reference sum: `Σ (x / 255) · y` over the pairs whose pixel `x` is lit, in order,
+    /// from zero, one multiply-add each (fused where the loop's version fuses).
+    fn in_order(fused: bool, pairs: impl Iterator<Item = (u8, f32)>) -> f32 {
+        pairs.filter(|&(x, _)| x != 0).fold(0.0, |acc, (x, y)| {
+            let v = x as f32 * (1.0 / 255.0);
+            if fused {
+                v.mul_add(y, acc)
+            } else {
+                acc + v * y
+            }
+        })
+    }
+
     fn weights(pixels: usize, d_out: usize) -> Vec<f32> {
         (0..pixels * d_out)
             .map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5)
@@ -688,19 +701,8 @@ mod tests {
             );
             for r in 0..rows {
                 for c in 0..d_out {
-                    let mut want = 0f32;
-                    for p in 0..pixels {
-                        let x = all[r * pixels + p];
-                        if x != 0 {
-                            let v = x as f32 * (1.0 / 255.0);
-                            let w = w[p * d_out + c];
-                            want = if fused {
-                                v.mul_add(w, want)
-                            } else {
-                                want + v * w
-                            };
-                        }
-                    }
+                    let terms = (0..pixels).map(|p| (all[r * pixels + p], w[p * d_out + c]));
+                    let want = in_order(fused, terms);
                     assert_eq!(
                         out[r * d_out + c].to_bits(),
                         want.to_bits(),
@@ -727,19 +729,8 @@ mod tests {
             weight_gradient_on(path, &sparse, &grad, d_out, &mut out);
             for p in 0..pixels {
                 for c in 0..d_out {
-                    let mut want = 0f32;
-                    for r in 0..rows {
-                        let x = all[r * pixels + p];
-                        if x != 0 {
-                            let v = x as f32 * (1.0 / 255.0);
-                            let g = grad[r * d_out + c];
-                            want = if fused {
-                                v.mul_add(g, want)
-                            } else {
-                                want + v * g
-                            };
-                        }
-                    }
+                    let terms = (0..rows).map(|r| (all[r * pixels + p], grad[r * d_out + c]));
+                    let want = in_order(fused, terms);
                     assert_eq!(
                         out[p * d_out + c].to_bits(),
                         want.to_bits(),
