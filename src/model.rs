@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 use crate::config::{Activation, ExperimentConfig, Init};
 use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
-use crate::kernel::{HostWeights, Then};
+use crate::kernel::{HostWeights, SparseImages, Then};
 
 /// The activation applied after each hidden layer (and its batchnorm).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -171,9 +171,8 @@ impl Mlp {
 
     /// What the first layer's loop can apply before storing its outputs in an inference pass:
     /// the first hidden layer's activation when it is relu or leaky relu and no batchnorm
-    /// comes between. Feed the result back as [`Input::FirstActivated`] then, else as
-    /// [`Input::FirstLayer`] ([`Mlp::first_layer_input`]).
-    pub fn first_layer_then(&self) -> Then {
+    /// comes between ([`Mlp::first_layer_from`]).
+    fn first_layer_then(&self) -> Then {
         if self.hidden.is_empty() || !self.norms.is_empty() {
             return Then::Store;
         }
@@ -184,8 +183,19 @@ impl Mlp {
         }
     }
 
-    /// The input a first layer computed with `then` stands for.
-    pub fn first_layer_input(first: Tensor<2>, then: Then) -> Input {
+    /// The first layer of an inference pass over `images`, from their lit pixels
+    /// ([`crate::kernel::first_layer`]) with this model's weights and bias as
+    /// [`Mlp::first_layer_host`] read them, as the input of the rest of the pass on `device`.
+    pub fn first_layer_from(
+        &self,
+        images: &SparseImages,
+        (weights, bias): &(HostWeights, Vec<f32>),
+        device: &Device,
+    ) -> Input {
+        let then = self.first_layer_then();
+        let mut first = vec![0f32; images.rows() * bias.len()];
+        crate::kernel::first_layer(images, weights, bias, then, &mut first);
+        let first = Tensor::from_data(TensorData::new(first, [images.rows(), bias.len()]), device);
         match then {
             Then::Store => Input::FirstLayer(first),
             Then::Relu | Then::LeakyRelu(_) => Input::FirstActivated(first),

@@ -1,12 +1,11 @@
 //! Test-set evaluation, shared by the training loop and `mnist-train eval`.
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::NUM_CLASSES;
 use crate::data::batcher::ResidentSet;
-use crate::kernel;
 use crate::model::{Mlp, correct_count, cross_entropy};
 
 /// The logits of chunk `i` of `set`: from the sparse images where the set has them (the first
@@ -15,15 +14,9 @@ fn logits_fn<'a>(model: &'a Mlp, set: &'a ResidentSet) -> impl Fn(usize) -> Tens
     // The first layer's weights are read back once per evaluation: 800 KB at MNIST sizes.
     let host = set.sparse.as_ref().map(|_| model.first_layer_host());
     move |i| match (&set.sparse, &host) {
-        (Some(sparse), Some((w, bias))) => {
-            let images = &sparse[i];
-            let mut first = vec![0f32; images.rows() * bias.len()];
-            let then = model.first_layer_then();
-            kernel::first_layer(images, w, bias, then, &mut first);
+        (Some(sparse), Some(host)) => {
             let device = set.chunks[i].0.device();
-            let first =
-                Tensor::from_data(TensorData::new(first, [images.rows(), bias.len()]), &device);
-            model.forward_from(Mlp::first_layer_input(first, then))
+            model.forward_from(model.first_layer_from(&sparse[i], host, &device))
         }
         _ => model.forward(set.chunks[i].0.clone()),
     }

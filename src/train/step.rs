@@ -45,22 +45,21 @@ pub fn run_step(
     let labels = labels_tensor(&train.labels, idx, ad);
     // On the CPU the first layer's product and weight gradient come from the batch's lit
     // pixels ([`kernel`]); the dense images are then built only for the diagnostics.
-    let sparse =
-        kernel::trains_on(ad).then(|| SparseImages::gather(&train.images, idx, IMAGE_PIXELS));
-    let images = (sparse.is_none() || diagnose).then(|| images_tensor(&train.images, idx, ad));
-    let (logits, product) = match (&sparse, &images) {
-        (Some(sparse), _) => {
+    let batch = match kernel::trains_on(ad) {
+        true => Batch::Sparse(SparseImages::gather(&train.images, idx, IMAGE_PIXELS)),
+        false => Batch::Dense(images_tensor(&train.images, idx, ad)),
+    };
+    let (logits, product) = match &batch {
+        Batch::Sparse(sparse) => {
             let w = model.first_weight_host();
-            let width = w.width();
-            let mut product = vec![0f32; idx.len() * width];
+            let mut product = vec![0f32; idx.len() * w.width()];
             kernel::first_product(sparse, &w, &mut product);
-            let product =
-                Tensor::from_data(TensorData::new(product, [idx.len(), width]), ad).require_grad();
+            let product = TensorData::new(product, [idx.len(), w.width()]);
+            let product = Tensor::from_data(product, ad).require_grad();
             let logits = model.forward_from(Input::FirstProduct(product.clone()));
             (logits, Some(product))
         }
-        (None, Some(images)) => (model.forward(images.clone()), None),
-        (None, None) => unreachable!("dense images are built when there is no sparse batch"),
+        Batch::Dense(images) => (model.forward(images.clone()), None),
     };
     let loss = cross_entropy(logits.clone(), labels.clone());
     let batch_correct = match config.train_metrics {
@@ -68,63 +67,58 @@ pub fn run_step(
         TrainMetrics::Lecture => None,
     };
     let mut grads = loss.backward();
-    let product_grad = product.map(|p| p.grad_remove(&mut grads));
+    let product_grad = product.and_then(|p| p.grad_remove(&mut grads));
     let mut grads = GradientsParams::from_grads(grads, &model);
-    if let (Some(sparse), Some(Some(product_grad))) = (&sparse, product_grad) {
-        let [rows, width] = product_grad.dims();
+    if let (Batch::Sparse(sparse), Some(product_grad)) = (&batch, product_grad) {
+        let width = product_grad.dims()[1];
         let device = product_grad.device();
         let product_grad = host_f32(product_grad.into_data());
         let mut weight_grad = vec![0f32; IMAGE_PIXELS * width];
         kernel::weight_gradient(sparse, &product_grad, width, &mut weight_grad);
-        debug_assert_eq!(rows, idx.len());
+        let weight_grad = TensorData::new(weight_grad, [IMAGE_PIXELS, width]);
         grads.register(
             model.first_weight_id(),
-            Tensor::<2>::from_data(TensorData::new(weight_grad, [IMAGE_PIXELS, width]), &device),
+            Tensor::<2>::from_data(weight_grad, &device),
         );
     }
-    let before = match (diagnose, &images) {
-        (true, Some(images)) => Some(diagnostics::before_update(
-            &model,
-            &grads,
-            images.clone().inner(),
-        )),
-        _ => None,
-    };
+    let before = diagnose.then(|| {
+        let images = match &batch {
+            Batch::Dense(images) => images.clone(),
+            Batch::Sparse(_) => images_tensor(&train.images, idx, ad),
+        };
+        diagnostics::before_update(&model, &grads, images.inner())
+    });
     let model = optim.step(lr, model, grads);
     let layers = before.map(|b| b.after_update(&model));
 
-    let batch = idx.len() as f32;
     let (loss, correct) = match batch_correct {
         Some(correct) => (loss.inner(), correct.inner()),
         None => {
             let valid = model.valid();
             // The first layer of the updated model, computed once for both lecture columns.
-            let input = || match (&sparse, &images) {
-                (Some(sparse), _) => {
-                    let (w, bias) = valid.first_layer_host();
-                    let mut first = vec![0f32; idx.len() * bias.len()];
-                    let then = valid.first_layer_then();
-                    kernel::first_layer(sparse, &w, &bias, then, &mut first);
-                    let device = ad.clone().inner();
-                    let first = TensorData::new(first, [idx.len(), bias.len()]);
-                    Mlp::first_layer_input(Tensor::from_data(first, &device), then)
+            let input = match &batch {
+                Batch::Sparse(sparse) => {
+                    valid.first_layer_from(sparse, &valid.first_layer_host(), &ad.clone().inner())
                 }
-                (None, Some(images)) => Input::Images(images.clone().inner()),
-                (None, None) => {
-                    unreachable!("dense images are built when there is no sparse batch")
-                }
+                Batch::Dense(images) => Input::Images(images.clone().inner()),
             };
-            lecture_metrics(&valid, input(), labels.inner(), config, global_step)
+            lecture_metrics(&valid, input, labels.inner(), config, global_step)
         }
     };
     let train_loss: f32 = loss.into_scalar();
-    let train_accuracy = correct.into_scalar::<i64>() as f32 / batch;
+    let train_accuracy = correct.into_scalar::<i64>() as f32 / idx.len() as f32;
     StepOutput {
         model,
         train_loss,
         train_accuracy,
         layers,
     }
+}
+
+/// A step's images: their lit pixels for the first layer's kernels, or Burn's dense tensor.
+enum Batch {
+    Sparse(SparseImages),
+    Dense(Tensor<2>),
 }
 
 /// The lecture's train columns, on the step's batch after the update: the loss in training
