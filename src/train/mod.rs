@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod diagnostics;
 pub mod evaluate;
+pub mod fused_adam;
 pub mod optim;
 pub mod resume;
 pub mod selection;

@@ -17,6 +17,7 @@ use burn::optim::{
 
 use crate::config::{ExperimentConfig, LrSchedule, Optimizer};
 use crate::error::{Error, Result};
+use crate::train::fused_adam::FusedAdam;
 
 /// The config's optimizer, with its weight decay and gradient clipping. Its state (moments,
 /// velocities, sums, step counts) is what a checkpoint's `optimizer.bpk` holds.
@@ -63,6 +64,15 @@ pub fn optimizer(config: &ExperimentConfig) -> ModuleOptimizer {
             .with_weight_decay(decay)
             .with_grad_clipping(clip)
             .init(),
+        // Burn's Adam, its update fused into one pass on the CPU; with weight decay, as is.
+        Optimizer::Adam if decay.is_none() => {
+            let adam = FusedAdam::new(config.adam_beta1 as f32, config.adam_beta2 as f32, epsilon);
+            let optim = ModuleOptimizer::from(adam);
+            match clip {
+                Some(clip) => optim.with_grad_clipping(clip.init()),
+                None => optim,
+            }
+        }
         Optimizer::Adam => AdamConfig::new()
             .with_beta_1(config.adam_beta1 as f32)
             .with_beta_2(config.adam_beta2 as f32)
