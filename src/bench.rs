@@ -14,7 +14,7 @@ use crate::data::batcher::{ResidentSet, epoch_order};
 use crate::error::Result;
 use crate::gpu::AdapterChoice;
 use crate::model::Mlp;
-use crate::train::{evaluate, optimizer, run_step, steps_per_epoch};
+use crate::train::{evaluate, evaluate_with, optimizer, run_step, steps_per_epoch};
 
 /// What to measure, for one backend.
 #[derive(Debug, Clone)]
@@ -177,11 +177,13 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
     let mut epoch = |model: &mut Mlp, eval: bool, n: usize| -> f64 {
         let order = epoch_order(data.train.len(), 0, n);
         let start = Instant::now();
+        let mut host = None;
         for step in 0..steps {
             let idx = &order[step * batch..(step + 1) * batch];
             // The trainer's own step, train columns read back included.
             *model = run_step(
                 model.clone(),
+                &mut host,
                 &mut optim,
                 config.lr,
                 &config,
@@ -193,7 +195,7 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
             )
             .model;
             if eval {
-                let _ = evaluate(&model.valid(), &test);
+                let _ = evaluate_with(&model.valid(), &test, &mut host);
             }
         }
         start.elapsed().as_secs_f64()

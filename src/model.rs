@@ -13,6 +13,12 @@ use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
 use crate::kernel::{HostWeights, SparseImages, Then};
 
 /// The activation applied after each hidden layer (and its batchnorm).
+/// A model's first dense layer read back to the host, as the kernels read it: its weight
+/// ([`HostWeights`]) and bias. Reading it back costs about 0.1 ms, once per version of the
+/// weights when callers pass it on: the lecture's train columns make it for the updated model,
+/// which the test pass and the next step then use ([`crate::train::run_step`]).
+pub type FirstLayerHost = (HostWeights, Vec<f32>);
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActivationFn {
     pub kind: Activation,
@@ -162,7 +168,7 @@ impl Mlp {
     }
 
     /// The first dense layer's weight (`[784, width]`, row-major) and bias on the host.
-    pub fn first_layer_host(&self) -> (HostWeights, Vec<f32>) {
+    pub fn first_layer_host(&self) -> FirstLayerHost {
         let layer = self.first_dense();
         let width = layer.weight.dims()[1];
         let bias = layer.bias.as_ref().map_or_else(
@@ -192,7 +198,7 @@ impl Mlp {
     pub fn first_layer_from(
         &self,
         images: &SparseImages,
-        (weights, bias): &(HostWeights, Vec<f32>),
+        (weights, bias): &FirstLayerHost,
         device: &Device,
     ) -> Input {
         let then = self.first_layer_then();

@@ -245,6 +245,7 @@ mod tests {
         let mut optim = optimizer(&config);
         let out = run_step(
             model,
+            &mut None,
             &mut optim,
             config.lr,
             &config,

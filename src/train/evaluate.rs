@@ -6,14 +6,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::NUM_CLASSES;
 use crate::data::batcher::ResidentSet;
-use crate::model::{Mlp, correct_count, cross_entropy};
+use crate::model::{FirstLayerHost, Mlp, correct_count, cross_entropy};
 
 /// The logits of chunk `i` of `set`: from the sparse images where the set has them (the first
 /// layer on the host, [`crate::kernel`]), else Burn's dense forward pass.
-fn logits_fn<'a>(model: &'a Mlp, set: &'a ResidentSet) -> impl Fn(usize) -> Tensor<2> + 'a {
-    // The first layer's weights are read back once per evaluation: 800 KB at MNIST sizes.
-    let host = set.sparse.as_ref().map(|_| model.first_layer_host());
-    move |i| match (&set.sparse, &host) {
+/// `host` is the model's first layer on the host; it is read back when `None` and needed.
+fn logits_fn<'a>(
+    model: &'a Mlp,
+    set: &'a ResidentSet,
+    host: &'a mut Option<FirstLayerHost>,
+) -> impl Fn(usize) -> Tensor<2> + 'a {
+    if set.sparse.is_some() && host.is_none() {
+        *host = Some(model.first_layer_host());
+    }
+    let host = &*host;
+    move |i| match (&set.sparse, host) {
         (Some(sparse), Some(host)) => {
             let device = set.chunks[i].0.device();
             model.forward_from(model.first_layer_from(&sparse[i], host, &device))
@@ -33,12 +40,24 @@ pub struct Evaluation {
 /// batchnorm on running statistics) on the resident set. Sums stay on the device; two scalars
 /// are read back at the end.
 pub fn evaluate(model: &Mlp, set: &ResidentSet) -> Evaluation {
+    evaluate_with(model, set, &mut None)
+}
+
+/// [`evaluate`] with `model`'s first layer on the host if the caller holds it ([`run_step`]
+/// leaves it); left holding it when this pass read it back.
+///
+/// [`run_step`]: crate::train::run_step
+pub fn evaluate_with(
+    model: &Mlp,
+    set: &ResidentSet,
+    host: &mut Option<FirstLayerHost>,
+) -> Evaluation {
     if set.sparse.is_some() && !set.chunks.is_empty() {
-        return evaluate_chunks_in_parallel(model, set);
+        return evaluate_chunks_in_parallel(model, set, host);
     }
     let mut loss_sum: Option<Tensor<1>> = None;
     let mut correct: Option<Tensor<1, Int>> = None;
-    let logits_of = logits_fn(model, set);
+    let logits_of = logits_fn(model, set, host);
     for (i, (_, labels)) in set.chunks.iter().enumerate() {
         let n = labels.dims()[0] as f64;
         let logits = logits_of(i);
@@ -67,9 +86,13 @@ pub fn evaluate(model: &Mlp, set: &ResidentSet) -> Evaluation {
 /// sums, the chunks spread over the threads. Burn's CPU operations split each product over
 /// the threads and wait for them, about thirty times per chunk; whole chunks side by side do
 /// not wait. The sums are added in chunk order, so the result does not depend on the threads.
-fn evaluate_chunks_in_parallel(model: &Mlp, set: &ResidentSet) -> Evaluation {
+fn evaluate_chunks_in_parallel(
+    model: &Mlp,
+    set: &ResidentSet,
+    host: &mut Option<FirstLayerHost>,
+) -> Evaluation {
     use rayon::prelude::*;
-    let logits_of = logits_fn(model, set);
+    let logits_of = logits_fn(model, set, host);
     let sums: Vec<(f64, i64)> = (0..set.chunks.len())
         .into_par_iter()
         .map(|i| {
@@ -133,7 +156,8 @@ pub fn evaluate_report(model: &Mlp, set: &ResidentSet, keep_mistakes: usize) -> 
     let mut mistakes = Vec::new();
     let mut loss_sum = 0f64;
     let mut offset = 0;
-    let logits_of = logits_fn(model, set);
+    let mut host = None;
+    let logits_of = logits_fn(model, set, &mut host);
     for (i, (_, labels)) in set.chunks.iter().enumerate() {
         let log_probs = log_softmax(logits_of(i), 1);
         let log_probs: Vec<f32> = log_probs.into_data().iter::<f32>().collect();

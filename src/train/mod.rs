@@ -27,7 +27,7 @@ use crate::run::metrics::StepMetrics;
 use crate::run::summary::Summary;
 use crate::signals::StopFlag;
 use checkpoint::{Best, TrainState};
-pub use evaluate::{Evaluation, evaluate};
+pub use evaluate::{Evaluation, evaluate, evaluate_with};
 pub use optim::{LrScheduleState, optimizer};
 pub use step::{StepOutput, run_step};
 
@@ -221,6 +221,8 @@ impl Trainer<'_> {
             resume_command: self.resume_command.clone(),
         };
 
+        // The first layer of `model` on the host, when a step or a test pass read it back.
+        let mut host = None;
         'epochs: while state.epoch < config.epochs && !selection::patience_spent(config, &state) {
             if let Some((signal, code)) = self.stop.requested() {
                 reporter.finish();
@@ -234,6 +236,7 @@ impl Trainer<'_> {
                 let lr = schedule.next_lr();
                 let out = run_step(
                     model,
+                    &mut host,
                     &mut optim,
                     lr,
                     config,
@@ -265,11 +268,13 @@ impl Trainer<'_> {
                     || (config.eval_every > 0
                         && state.global_step.is_multiple_of(config.eval_every));
                 let inference = eval_now.then(|| model.valid());
-                let eval = inference.as_ref().map(|m| evaluate(m, &test));
+                let eval = inference
+                    .as_ref()
+                    .map(|m| evaluate_with(m, &test, &mut host));
                 let valid_eval = inference
                     .as_ref()
                     .zip(valid.as_ref())
-                    .map(|(m, v)| evaluate(m, v));
+                    .map(|(m, v)| evaluate_with(m, v, &mut host));
                 if let Some(e) = &eval {
                     state.last_test_accuracy = Some(e.accuracy);
                     state.best_test_accuracy = Some(

@@ -11,7 +11,7 @@ use crate::config::{ExperimentConfig, TrainMetrics};
 use crate::data::batcher::{images_tensor, labels_tensor, metrics_seed, step_seed};
 use crate::data::{IMAGE_PIXELS, Split};
 use crate::kernel::{self, SparseImages};
-use crate::model::{Input, Mlp, correct_count, cross_entropy, host_f32};
+use crate::model::{FirstLayerHost, Input, Mlp, correct_count, cross_entropy, host_f32};
 use crate::run::metrics::LayerDiagnostics;
 use crate::train::diagnostics;
 
@@ -29,9 +29,12 @@ pub struct StepOutput {
 /// number of steps done before this one: it seeds this step's dropout masks, so that a resumed
 /// run draws the same ones.
 /// With `diagnose`, the step also takes the per-layer diagnostics; they change nothing.
+/// `host` is `model`'s first layer on the host if the caller holds it, and is left holding
+/// the updated model's when the step read that back, else nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn run_step(
     model: Mlp,
+    host: &mut Option<FirstLayerHost>,
     optim: &mut ModuleOptimizer,
     lr: f64,
     config: &ExperimentConfig,
@@ -51,7 +54,10 @@ pub fn run_step(
     };
     let (logits, product) = match &batch {
         Batch::Sparse(sparse) => {
-            let w = model.first_weight_host();
+            let w = match host.take() {
+                Some((w, _)) => w,
+                None => model.first_weight_host(),
+            };
             let mut product = vec![0f32; idx.len() * w.width()];
             kernel::first_product(sparse, &w, &mut product);
             let product = TensorData::new(product, [idx.len(), w.width()]);
@@ -88,6 +94,7 @@ pub fn run_step(
         };
         diagnostics::before_update(&model, &grads, images.inner())
     });
+    *host = None;
     let model = optim.step(lr, model, grads);
     let layers = before.map(|b| b.after_update(&model));
 
@@ -98,7 +105,8 @@ pub fn run_step(
             // The first layer of the updated model, computed once for both lecture columns.
             let input = match &batch {
                 Batch::Sparse(sparse) => {
-                    valid.first_layer_from(sparse, &valid.first_layer_host(), &ad.clone().inner())
+                    let updated = host.insert(valid.first_layer_host());
+                    valid.first_layer_from(sparse, updated, &ad.clone().inner())
                 }
                 Batch::Dense(images) => Input::Images(images.clone().inner()),
             };
