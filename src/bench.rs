@@ -8,7 +8,7 @@ use burn::module::Module;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::config::{ExperimentConfig, Init};
+use crate::config::{ExperimentConfig, Init, TrainMetrics};
 use crate::data::DataSource;
 use crate::data::batcher::{ResidentSet, epoch_order};
 use crate::error::Result;
@@ -75,14 +75,23 @@ pub struct BackendReport {
     pub train_images: usize,
     pub test_images: usize,
     pub steps_per_epoch: usize,
-    /// Seconds per training epoch, no evaluation.
+    /// Seconds per training epoch, no evaluation, with each step's train loss and accuracy
+    /// taken from its training forward pass (`train_metrics: batch`), as the Keras, PyTorch
+    /// and JAX loops of `../shared/peers` take theirs: the figure to compare with them.
     pub train_epoch_s: Stat,
-    /// Seconds per training step, no evaluation.
+    /// Seconds per training step, likewise.
     pub step_s: Stat,
-    /// Seconds per step followed by a full test pass (lecture protocol).
+    /// Seconds per step followed by a full test pass (lecture protocol), likewise.
     pub step_with_eval_s: Option<Stat>,
-    /// Seconds per lecture-protocol epoch (test pass after every step).
+    /// Seconds per lecture-protocol epoch (test pass after every step), likewise.
     pub protocol_epoch_s: Option<Stat>,
+    /// Seconds per training epoch with the lecture's train columns (the default,
+    /// `train_metrics: lecture`): one more forward pass of the batch per step.
+    #[serde(default)]
+    pub train_epoch_lecture_s: Option<Stat>,
+    /// Seconds per lecture-protocol epoch with the lecture's train columns.
+    #[serde(default)]
+    pub protocol_epoch_lecture_s: Option<Stat>,
     /// Seconds per test pass over the test set.
     pub test_pass_s: Stat,
     /// Test images evaluated per second (median).
@@ -164,7 +173,7 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
 
     let ad = device.clone().autodiff();
     ad.seed(0);
-    let mut model = Mlp::new(&config, &ad);
+    let mut model = Some(Mlp::new(&config, &ad));
     let mut optim = optimizer(&config);
     let test = ResidentSet::new(
         &data.test.images,
@@ -173,43 +182,55 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
         backend.eval_chunk(),
     );
 
+    let as_peers = ExperimentConfig {
+        train_metrics: TrainMetrics::Batch,
+        ..config.clone()
+    };
     // One epoch of training; with `eval`, a full test pass after every step.
-    let mut epoch = |model: &mut Mlp, eval: bool, n: usize| -> f64 {
+    // The model moves through the steps as in the trainer: a second reference to its
+    // weights would make the optimizer copy them.
+    let mut epoch = |model: &mut Option<Mlp>, config: &ExperimentConfig, eval: bool, n: usize| {
         let order = epoch_order(data.train.len(), 0, n);
         let start = Instant::now();
         let mut host = None;
         for step in 0..steps {
             let idx = &order[step * batch..(step + 1) * batch];
             // The trainer's own step, train columns read back included.
-            *model = run_step(
-                model.clone(),
+            let out = run_step(
+                model.take().expect("the model is back after each step"),
                 &mut host,
                 &mut optim,
                 config.lr,
-                &config,
+                config,
                 &data.train,
                 idx,
                 &ad,
                 n * steps + step,
                 false,
-            )
-            .model;
+            );
             if eval {
-                let _ = evaluate_with(&model.valid(), &test, &mut host);
+                let _ = evaluate_with(&out.model.valid(), &test, &mut host);
             }
+            *model = Some(out.model);
         }
         start.elapsed().as_secs_f64()
     };
 
-    epoch(&mut model, false, 0); // warm-up: allocator pools, caches, thread pool
-    let train: Vec<f64> = (0..args.reps)
-        .map(|r| epoch(&mut model, false, r + 1))
-        .collect();
-    let protocol: Vec<f64> = (0..args.protocol_reps)
-        .map(|r| epoch(&mut model, true, r + 100))
-        .collect();
+    epoch(&mut model, &config, false, 0); // warm-up: allocator pools, caches, thread pool
+    // The two kinds of train columns in turn, so that a slow spell of the machine does not
+    // fall on one of them only.
+    let (mut train, mut train_lecture) = (Vec::new(), Vec::new());
+    for r in 0..args.reps {
+        train.push(epoch(&mut model, &as_peers, false, 2 * r + 1));
+        train_lecture.push(epoch(&mut model, &config, false, 2 * r + 2));
+    }
+    let (mut protocol, mut protocol_lecture) = (Vec::new(), Vec::new());
+    for r in 0..args.protocol_reps {
+        protocol.push(epoch(&mut model, &as_peers, true, 2 * r + 100));
+        protocol_lecture.push(epoch(&mut model, &config, true, 2 * r + 101));
+    }
 
-    let valid = model.valid();
+    let valid = model.expect("the model is back after each step").valid();
     let _ = evaluate(&valid, &test);
     let passes: Vec<f64> = (0..args.reps.max(10))
         .map(|_| {
@@ -231,6 +252,9 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
         step_s: per_step(&train),
         step_with_eval_s: (!protocol.is_empty()).then(|| per_step(&protocol)),
         protocol_epoch_s: (!protocol.is_empty()).then(|| Stat::of(protocol)),
+        train_epoch_lecture_s: (!train_lecture.is_empty()).then(|| Stat::of(train_lecture)),
+        protocol_epoch_lecture_s: (!protocol_lecture.is_empty())
+            .then(|| Stat::of(protocol_lecture)),
         test_images_per_s: test.len as f64 / test_pass_s.median,
         train_images_per_s: (steps * batch) as f64 / train_epoch_s.median,
         train_epoch_s,
@@ -270,6 +294,13 @@ pub fn table(reports: &[BackendReport]) -> String {
     out.push_str(&row("epoch, test pass every step (s)", &|r| {
         opt(&r.protocol_epoch_s, 1.0, 2)
     }));
+    out.push_str(&row("training epoch, lecture's train columns (s)", &|r| {
+        opt(&r.train_epoch_lecture_s, 1.0, 3)
+    }));
+    out.push_str(&row(
+        "epoch, test pass every step, lecture's columns (s)",
+        &|r| opt(&r.protocol_epoch_lecture_s, 1.0, 2),
+    ));
     out.push_str(&row("step, no eval (ms)", &|r| r.step_s.show(1e3, 2)));
     out.push_str(&row("step + test pass (ms)", &|r| {
         opt(&r.step_with_eval_s, 1e3, 1)
@@ -293,7 +324,9 @@ pub fn table(reports: &[BackendReport]) -> String {
     if let Some(r) = reports.first() {
         out.push_str(&format!(
             "\n{} training images ({} steps of 128), {} test images per pass; relu + He, \
-             784→256→256→10, Adam. CPU: {}.\n",
+             784→256→256→10, Adam. Train loss and accuracy from each step's forward pass, as \
+             the peers take theirs, except in the lecture's rows (one more forward pass after \
+             the update). CPU: {}.\n",
             r.train_images,
             r.steps_per_epoch,
             r.test_images,

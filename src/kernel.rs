@@ -55,31 +55,44 @@ impl SparseImages {
     /// The images at `indices` (a training batch) of `images`, `pixels` bytes each.
     pub fn gather(images: &[u8], indices: &[u32], pixels: usize) -> Self {
         let image = |i: &u32| &images[*i as usize * pixels..(*i as usize + 1) * pixels];
+        // A batch is scattered over the 47 MB training set, so reading it one image after the
+        // other waits on memory for each. Asking for all its cache lines first lets them
+        // arrive together: 128 images in 94 µs instead of 110 on a Zen 4.
+        #[cfg(target_arch = "x86_64")]
+        for i in indices {
+            for line in image(i).chunks(64) {
+                // SAFETY: a prefetch is only a hint; the address is inside `images`.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        line.as_ptr().cast(),
+                    )
+                };
+            }
+        }
         Self::from_images(indices.iter().map(image), pixels)
     }
 
     fn from_images<'a>(images: impl ExactSizeIterator<Item = &'a [u8]>, pixels: usize) -> Self {
         let mut start = Vec::with_capacity(images.len() + 1);
-        let (mut pixel, mut value) = (Vec::new(), Vec::new());
+        // A quarter lit is room for MNIST's fifth without growing.
+        let room = images.len() * pixels / 4;
+        let (mut pixel, mut value) = (Vec::with_capacity(room), Vec::with_capacity(room));
         start.push(0);
         for image in images {
-            // Most of an image is dark: skip 16 dark pixels at a time.
-            let mut p = 0;
-            while p < image.len() {
-                let end = (p + 16).min(image.len());
-                if end - p == 16
-                    && u128::from_ne_bytes(image[p..end].try_into().expect("16 bytes")) == 0
-                {
-                    p = end;
-                    continue;
+            // 16 pixels at a time: a mask of the lit ones (which the compiler computes with a
+            // vector compare), then one step per lit pixel. Most chunks are dark and skipped;
+            // a branch per pixel instead mispredicted: 128 µs a batch against 110.
+            for (c, chunk) in image.chunks(16).enumerate() {
+                let mut lit = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |m, (q, &v)| m | (u32::from(v != 0) << q));
+                while lit != 0 {
+                    let q = lit.trailing_zeros() as usize;
+                    lit &= lit - 1;
+                    pixel.push((c * 16 + q) as u16);
+                    value.push(chunk[q] as f32 * (1.0 / 255.0));
                 }
-                for (q, &v) in image[p..end].iter().enumerate() {
-                    if v != 0 {
-                        pixel.push((p + q) as u16);
-                        value.push(v as f32 * (1.0 / 255.0));
-                    }
-                }
-                p = end;
             }
             start.push(pixel.len() as u32);
         }

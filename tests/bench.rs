@@ -29,6 +29,9 @@ fn bench_reports_every_measurement_for_each_backend() {
             "{r}"
         );
         assert_eq!(r["protocol_epoch_s"]["samples"], 1);
+        // The same with the lecture's train columns (the trainer's default).
+        assert_eq!(r["train_epoch_lecture_s"]["samples"], 2);
+        assert_eq!(r["protocol_epoch_lecture_s"]["samples"], 1);
         assert!(r["test_images_per_s"].as_f64().unwrap() > 0.0);
         let mem = r["peak_rss_mb"].as_f64().unwrap();
         assert!(mem > 1.0 && mem < 2000.0, "peak memory {mem} MB");
@@ -50,7 +53,12 @@ fn bench_reports_every_measurement_for_each_backend() {
         .assert()
         .success();
     let table = String::from_utf8(out.get_output().stdout.clone()).unwrap();
-    for row in ["training epoch", "test pass (ms)", "peak memory (MB)"] {
+    for row in [
+        "training epoch, no eval",
+        "training epoch, lecture's train columns",
+        "test pass (ms)",
+        "peak memory (MB)",
+    ] {
         assert!(table.contains(row), "{table}");
     }
 }
