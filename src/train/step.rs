@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{ExperimentConfig, TrainMetrics};
 use crate::data::batcher::{images_tensor, labels_tensor, metrics_seed, step_seed};
 use crate::data::{IMAGE_PIXELS, Split};
-use crate::kernel::{self, SparseImages};
+use crate::kernel::{self, HostWeights, SparseImages};
 use crate::model::{FirstLayerHost, Input, Mlp, correct_count, cross_entropy, host_f32};
 use crate::run::metrics::LayerDiagnostics;
 use crate::train::diagnostics;
@@ -49,17 +49,23 @@ pub fn run_step(
     // On the CPU the first layer's product and weight gradient come from the batch's lit
     // pixels ([`kernel`]); the dense images are then built only for the diagnostics.
     let batch = match kernel::trains_on(ad) {
-        true => Batch::Sparse(SparseImages::gather(&train.images, idx, IMAGE_PIXELS)),
+        // Both wait on memory, mostly: side by side they take the time of one.
+        true => {
+            let (sparse, w) = rayon::join(
+                || SparseImages::gather(&train.images, idx, IMAGE_PIXELS),
+                || match host.take() {
+                    Some((w, _)) => w,
+                    None => model.first_weight_host(),
+                },
+            );
+            Batch::Sparse(sparse, w)
+        }
         false => Batch::Dense(images_tensor(&train.images, idx, ad)),
     };
     let (logits, product) = match &batch {
-        Batch::Sparse(sparse) => {
-            let w = match host.take() {
-                Some((w, _)) => w,
-                None => model.first_weight_host(),
-            };
+        Batch::Sparse(sparse, w) => {
             let mut product = vec![0f32; idx.len() * w.width()];
-            kernel::first_product(sparse, &w, &mut product);
+            kernel::first_product(sparse, w, &mut product);
             let product = TensorData::new(product, [idx.len(), w.width()]);
             let product = Tensor::from_data(product, ad).require_grad();
             let logits = model.forward_from(Input::FirstProduct(product.clone()));
@@ -75,7 +81,7 @@ pub fn run_step(
     let mut grads = loss.backward();
     let product_grad = product.and_then(|p| p.grad_remove(&mut grads));
     let mut grads = GradientsParams::from_grads(grads, &model);
-    if let (Batch::Sparse(sparse), Some(product_grad)) = (&batch, product_grad) {
+    if let (Batch::Sparse(sparse, _), Some(product_grad)) = (&batch, product_grad) {
         let width = product_grad.dims()[1];
         let device = product_grad.device();
         let product_grad = host_f32(product_grad.into_data());
@@ -90,7 +96,7 @@ pub fn run_step(
     let before = diagnose.then(|| {
         let images = match &batch {
             Batch::Dense(images) => images.clone(),
-            Batch::Sparse(_) => images_tensor(&train.images, idx, ad),
+            Batch::Sparse(..) => images_tensor(&train.images, idx, ad),
         };
         diagnostics::before_update(&model, &grads, images.inner())
     });
@@ -104,7 +110,7 @@ pub fn run_step(
             let valid = model.valid();
             // The first layer of the updated model, computed once for both lecture columns.
             let input = match &batch {
-                Batch::Sparse(sparse) => {
+                Batch::Sparse(sparse, _) => {
                     let updated = host.insert(valid.first_layer_host());
                     valid.first_layer_from(sparse, updated, &ad.clone().inner())
                 }
@@ -123,9 +129,10 @@ pub fn run_step(
     }
 }
 
-/// A step's images: their lit pixels for the first layer's kernels, or Burn's dense tensor.
+/// A step's images: their lit pixels for the first layer's kernels (with the model's first
+/// weight on the host), or Burn's dense tensor.
 enum Batch {
-    Sparse(SparseImages),
+    Sparse(SparseImages, HostWeights),
     Dense(Tensor<2>),
 }
 
