@@ -57,7 +57,8 @@ pub enum TrainMetrics {
 }
 
 /// The optimizer: the lecture series' path from plain gradient descent to Adam. All are
-/// Burn's (`burn::optim`).
+/// Burn's (`burn::optim`); on the CPU, Adam's update runs as one pass with the same bits
+/// ([`crate::train::fused_adam`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Optimizer {

@@ -1,5 +1,6 @@
 //! The optimizer and the learning-rate schedule of a config, both built from Burn's
-//! (`burn::optim`, its `lr_scheduler` and `grad_clipping`).
+//! (`burn::optim`, its `lr_scheduler` and `grad_clipping`); Adam without weight decay as
+//! [`FusedAdam`], Burn's Adam with its update in one pass on the CPU.
 
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::grad_clipping::GradientClippingConfig;
