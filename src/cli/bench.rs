@@ -13,11 +13,14 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub backends: Vec<Backend>,
 
-    /// Repetitions of each measurement after the warm-up.
+    /// Repetitions of each measurement after the warm-up. Training epochs are timed twice over:
+    /// with the train columns from each step's forward pass, as PyTorch, Keras and JAX loops
+    /// take theirs, and with the lecture's (the trainer's default: one more forward pass).
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
 
-    /// Repetitions of the lecture-protocol epoch (test pass after every step); 0 skips it.
+    /// Repetitions of the lecture-protocol epoch (test pass after every step), each way; 0
+    /// skips it.
     #[arg(long, default_value_t = 3)]
     pub protocol_reps: usize,
 
