@@ -147,6 +147,8 @@ fn update(
         });
 }
 
+// One wrapper per CPU feature level, written out as in `kernel.rs`: a generic wrapper around
+// a closure compiles the closure without the features.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2")]
 unsafe fn update_avx512(
