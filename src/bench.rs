@@ -160,6 +160,12 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
     let backend = args.backend;
     let threads = args.threads;
     crate::backend::set_threads(threads)?;
+    backend.run_on_pool(|| measure_on_pool(args))
+}
+
+/// [`measure`] once the pool is set up, on the pool, as the trainer runs.
+fn measure_on_pool(args: &BenchOptions) -> Result<BackendReport> {
+    let (backend, threads) = (args.backend, args.threads);
     let device = backend.device_on(args.adapter)?;
     let config = ExperimentConfig {
         init: Init::HeUniform,

@@ -117,7 +117,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Box::new(HumanReporter::new(!args.quiet))
     };
     let resume_command = resume_command(&run.path, &args);
-    let outcome = Trainer {
+    let trainer = Trainer {
         resume_command: resume_command.clone(),
         max_steps: args.max_steps,
         config,
@@ -128,8 +128,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         run: &run,
         resume,
         stop,
-    }
-    .run(reporter.as_mut())?;
+    };
+    let outcome = backend.run_on_pool(|| trainer.run(reporter.as_mut()))?;
     let summary = match outcome {
         Outcome::Finished(summary) => summary,
         Outcome::Paused { global_step } => {

@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::run::metrics::StepMetrics;
 
-/// Receives the events of a run.
-pub trait Reporter {
+/// Receives the events of a run. `Send`: the run may train on a thread of the CPU pool.
+pub trait Reporter: Send {
     /// Called once before the first step with the total number of steps and those done.
     fn start(&mut self, _total_steps: usize, _done: usize) {}
     fn step(&mut self, metrics: &StepMetrics);
