@@ -10,9 +10,10 @@
 //!   ([`weight_gradient`]). Burn's autodiff does the rest, the bias included, and Burn's
 //!   optimizer applies the gradient.
 //!
-//! The rest of the network runs in Burn. The product's sums run in another order than Burn's
-//! dense product; the weight gradient's in the same. Neither depends on the thread count, so
-//! a seed still gives bit-identical training on one machine.
+//! The rest of the network runs in Burn, the later dense layers' products scheduled by
+//! [`dense`]. The first product's sums run in another order than Burn's dense product; the
+//! weight gradient's in the same. Neither depends on the thread count, so a seed still gives
+//! bit-identical training on one machine.
 //!
 //! Hand-written because no crate has this shape: generic CSR × dense products (`sprs`, or
 //! PyTorch's) walk one output column at a time or do not vectorize for the CPU they run on,
@@ -24,6 +25,8 @@
 //! has; the compiler vectorizes it for NEON's 128-bit registers.
 
 pub mod activation;
+#[cfg(feature = "flex")]
+pub mod dense;
 
 use burn::tensor::Device;
 use rayon::prelude::*;

@@ -245,7 +245,7 @@ impl Mlp {
         }
         for (i, layer) in self.hidden.iter().enumerate() {
             if !(first_done && i == 0) {
-                x = layer.forward(x);
+                x = linear(layer, x);
             }
             let mut normalized = None;
             if first_activated && i == 0 {
@@ -267,7 +267,7 @@ impl Mlp {
                 x = dropout(d, x);
             }
         }
-        self.output.forward(x)
+        linear(&self.output, x)
     }
 
     /// Each hidden layer's outputs for `images` as training computes them, dropout aside:
@@ -433,6 +433,15 @@ pub enum Input {
     /// The first hidden layer's output after its activation, as [`Mlp::first_layer_then`]
     /// asked the first layer's loop to compute it.
     FirstActivated(Tensor<2>),
+}
+
+/// `layer` applied to `x`: in training on flex, with the products scheduled for the step
+/// ([`crate::kernel::dense`]), elsewhere Burn's `Linear::forward`. Same values either way.
+fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    return crate::kernel::dense::forward(layer, x);
+    #[cfg(not(feature = "flex"))]
+    layer.forward(x)
 }
 
 /// A tensor's values on the host as f32: a CPU backend's f32 storage taken as it is, without a
