@@ -63,8 +63,9 @@ fn on_flex(layer: &Linear, x: &Tensor<2>) -> Option<Tensor<2>> {
             bias.try_into_primitive::<Flex>(),
         );
         if let (Ok(x), Ok(weight), Ok(bias)) = parts {
+            // One thread: evaluation runs its chunks in parallel already.
             return Some(Tensor::from_primitive::<Flex>(product_plus_bias(
-                &x, &weight, &bias,
+                &x, &weight, &bias, false,
             )));
         }
     }
@@ -86,7 +87,7 @@ fn linear(x: TrainTensor, weight: TrainTensor, bias: TrainTensor) -> TrainTensor
         weight.into_primitive(),
         bias.into_primitive(),
     );
-    let output = product_plus_bias(&x, &weight, &bias);
+    let output = product_plus_bias(&x, &weight, &bias, true);
     match prep {
         OpsKind::Tracked(prep) => {
             // x is only needed for the weight gradient, and the weight for x's.
@@ -238,13 +239,18 @@ fn product(lhs: &Operand, rhs: &Operand, out: &mut [f32]) {
     }
 }
 
-/// `lhs · rhs` as a new `[lhs.rows, rhs.cols]` tensor, the rows in two halves side by side when
-/// the product is large enough, then `then` on each half's rows.
-fn product_by_rows(lhs: &Operand, rhs: &Operand, then: impl Fn(&mut [f32]) + Sync) -> FlexTensor {
+/// `lhs · rhs` as a new `[lhs.rows, rhs.cols]` tensor, then `then` on its rows. With `split`,
+/// the rows in two halves side by side when the product is large enough.
+fn product_by_rows(
+    lhs: &Operand,
+    rhs: &Operand,
+    split: bool,
+    then: impl Fn(&mut [f32]) + Sync,
+) -> FlexTensor {
     let (m, n) = (lhs.rows, rhs.cols);
     let mut out = vec![0f32; m * n];
     let half = m / 2;
-    if m * n * lhs.cols >= SPLIT_MIN && rayon::current_num_threads() > 1 {
+    if split && m * n * lhs.cols >= SPLIT_MIN && rayon::current_num_threads() > 1 {
         let (top, bottom) = out.split_at_mut(half * n);
         rayon::join(
             || {
@@ -264,13 +270,18 @@ fn product_by_rows(lhs: &Operand, rhs: &Operand, then: impl Fn(&mut [f32]) + Syn
 }
 
 /// `x · weight + bias`: Burn's `linear`, which adds the bias to the finished product.
-fn product_plus_bias(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+fn product_plus_bias(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    split: bool,
+) -> FlexTensor {
     let bias = bias
         .as_slice::<f32>()
         .expect("a bias is a contiguous f32 vector");
     let (x, weight) = (Operand::of(x), Operand::of(weight));
     assert_eq!(bias.len(), weight.cols, "bias width");
-    product_by_rows(&x, &weight, |rows| {
+    product_by_rows(&x, &weight, split, |rows| {
         for row in rows.chunks_exact_mut(bias.len()) {
             for (v, b) in row.iter_mut().zip(bias) {
                 *v += b;
