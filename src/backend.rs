@@ -154,6 +154,26 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// Makes Burn's default device the CPU (flex) unless `BURN_DEVICE` names another.
+///
+/// Burn loads a saved optimizer state onto its default device, GPUs first, and moves it to each
+/// parameter's device on the next step; our code names its devices everywhere else. With the
+/// `wgpu` feature, resuming a CPU run therefore started a Vulkan instance just to load the
+/// state: on a headless machine Mesa printed "XDG_RUNTIME_DIR is invalid" four times, on a
+/// real one it took GPU memory. On the CPU the state loads in place, and a GPU run's moves to
+/// the GPU with its first step, as before.
+///
+/// # Safety
+///
+/// Sets an environment variable: call it before any other thread starts (first in `main`).
+pub unsafe fn keep_burn_default_on_cpu() {
+    #[cfg(feature = "flex")]
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the caller runs this before any other thread exists.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+}
+
 pub fn set_threads(threads: usize) -> Result<()> {
     check_threads(threads)?;
     rayon::ThreadPoolBuilder::new()

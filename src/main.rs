@@ -3,6 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in `main`: no other thread exists yet.
+    unsafe { mnist_train::backend::keep_burn_default_on_cpu() };
     // A panic is a bug in this tool or in Burn, never the user's fault: say so in one line,
     // without a backtrace, and exit with a code distinct from the documented ones.
     std::panic::set_hook(Box::new(|info| {
