@@ -473,21 +473,21 @@ fn weight_gradient_on(
         .for_each(|(task, out)| {
             let first = task * pixels_per_task;
             let band = ByPixel::of(images, first, out.len() / d_out);
-            let columns = band.columns();
             match path {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `detect` found the CPU features these versions are compiled for.
-                KernelPath::Avx512 => unsafe { grad_avx512(&columns, grad, d_out, out) },
+                KernelPath::Avx512 => unsafe { grad_avx512(&band, grad, d_out, out) },
                 #[cfg(target_arch = "x86_64")]
-                KernelPath::Avx2 => unsafe { grad_avx2(&columns, grad, d_out, out) },
-                KernelPath::Neon => grad_rows::<true>(&columns, grad, d_out, out),
-                _ => grad_rows::<false>(&columns, grad, d_out, out),
+                KernelPath::Avx2 => unsafe { grad_avx2(&band, grad, d_out, out) },
+                KernelPath::Neon => grad_rows::<true>(&band, grad, d_out, out),
+                _ => grad_rows::<false>(&band, grad, d_out, out),
             }
         });
 }
 
-/// The images of a batch by pixel for pixels `first..first + n`: pixel `first + j` was lit in
-/// images `image[start[j]..start[j + 1]]`, in the batch's order, with values `value[..]`.
+/// The images of a batch by pixel for a band of pixels `first..first + n`: the band's `j`-th
+/// pixel was lit in images `image[start[j]..start[j + 1]]`, in the batch's order, with values
+/// `value[..]`.
 struct ByPixel {
     start: Vec<u32>,
     image: Vec<u32>,
@@ -533,43 +533,27 @@ impl ByPixel {
             value,
         }
     }
-
-    fn columns(&self) -> Columns<'_> {
-        Columns {
-            start: &self.start,
-            image: &self.image,
-            value: &self.value,
-        }
-    }
-}
-
-/// A batch by pixel, [`ByPixel`] borrowed: the band's `j`-th pixel was lit in images
-/// `image[start[j]..start[j + 1]]`.
-struct Columns<'a> {
-    start: &'a [u32],
-    image: &'a [u32],
-    value: &'a [f32],
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn grad_avx512(columns: &Columns, grad: &[f32], d_out: usize, out: &mut [f32]) {
-    grad_rows::<true>(columns, grad, d_out, out)
+unsafe fn grad_avx512(band: &ByPixel, grad: &[f32], d_out: usize, out: &mut [f32]) {
+    grad_rows::<true>(band, grad, d_out, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn grad_avx2(columns: &Columns, grad: &[f32], d_out: usize, out: &mut [f32]) {
-    grad_rows::<true>(columns, grad, d_out, out)
+unsafe fn grad_avx2(band: &ByPixel, grad: &[f32], d_out: usize, out: &mut [f32]) {
+    grad_rows::<true>(band, grad, d_out, out)
 }
 
-/// The weight gradient's rows of a band of pixels (`columns`): per pixel and block of outputs,
-/// the accumulators stay in registers across the images that lit the pixel.
+/// The weight gradient's rows of a band of pixels: per pixel and block of outputs, the
+/// accumulators stay in registers across the images that lit the pixel.
 #[inline(always)]
-fn grad_rows<const FUSED: bool>(columns: &Columns, grad: &[f32], d_out: usize, out: &mut [f32]) {
+fn grad_rows<const FUSED: bool>(band: &ByPixel, grad: &[f32], d_out: usize, out: &mut [f32]) {
     for (j, out_row) in out.chunks_exact_mut(d_out).enumerate() {
-        let (a, b) = (columns.start[j] as usize, columns.start[j + 1] as usize);
-        let (images, values) = (&columns.image[a..b], &columns.value[a..b]);
+        let (a, b) = (band.start[j] as usize, band.start[j + 1] as usize);
+        let (images, values) = (&band.image[a..b], &band.value[a..b]);
         let mut col = 0;
         while col + GRAD_BLOCK <= d_out {
             let mut acc = [0f32; GRAD_BLOCK];
