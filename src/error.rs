@@ -15,7 +15,8 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// Bad command line or config: malformed JSON, unknown keys, out-of-range values.
     pub const USAGE: i32 = 2;
-    /// Dataset missing, corrupt or not downloadable.
+    /// Dataset missing, corrupt or not downloadable; `predict`: an input image could not be
+    /// read (the others are still classified).
     pub const DATA: i32 = 3;
     /// Checkpoint missing, corrupt, or from another architecture; `--resume` of a non-run.
     pub const CHECKPOINT: i32 = 4;

@@ -1170,3 +1170,145 @@ fn a_closed_stdout_checkpoints_and_stops() {
         assert_eq!(state.global_step, metrics(&run).len());
     }
 }
+
+/// Mounts a tmpfs of `kib` KiB at `dir`, or says why it cannot (not root, no mount namespace):
+/// then the disk-full test is skipped, since the injected-error unit tests of
+/// `train::checkpoint` and `run::fs` cover the same code.
+fn mount_small_tmpfs(dir: &Path, kib: usize) -> Result<(), String> {
+    fs::create_dir_all(dir).unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// A disk that fills up while a checkpoint is written: exit 1 with one line naming the
+/// checkpoint, the older checkpoints still there and loadable, and no partial temporary left
+/// holding the space.
+#[test]
+fn a_full_disk_during_a_checkpoint_keeps_the_older_ones_and_no_partial_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dataset(tmp.path(), 640, 200);
+    let mount = tmp.path().join("small-disk");
+    // One checkpoint of this net (64 hidden units) is about 0.65 MB: two fit, a third does
+    // not.
+    if let Err(why) = mount_small_tmpfs(&mount, 1700) {
+        eprintln!("skipped: cannot mount a small tmpfs here ({why})");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&mount);
+    let run = mount.join("run");
+    let out = cmd(tmp.path())
+        .args(["--data-dir", &s(tmp.path()), "--run-dir", &s(&run)])
+        .args(["--hidden", "64", "--batch-size", "32", "--epochs", "3"])
+        .args(["--checkpoint-every", "5", "--keep-checkpoints", "10"])
+        .args([
+            "--eval-every",
+            "0",
+            "--no-tensorboard",
+            "--diagnostics-every",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    assert!(error[0].contains("checkpoint"), "{}", error[0]);
+    let names: Vec<String> = fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with('.')),
+        "temporaries left behind: {names:?}"
+    );
+    let kept = checkpoint::list(&run.join("checkpoints"));
+    assert!(
+        !kept.is_empty(),
+        "the older checkpoints are gone: {names:?}"
+    );
+    assert!(
+        checkpoint::open(&run).is_ok(),
+        "the newest kept checkpoint does not load"
+    );
+}
+
+/// `predict` on a folder with a file that is not an image classifies the images and still
+/// exits 3, as grep does when one of its files could not be read, so a script can tell.
+#[test]
+fn predict_exits_3_when_an_input_cannot_be_read_and_classifies_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dataset(tmp.path(), 320, 100);
+    let run = tmp.path().join("run");
+    let trained = cmd(tmp.path())
+        .args(["--data-dir", &s(tmp.path()), "--run-dir", &s(&run)])
+        .args([
+            "--hidden",
+            "32",
+            "--batch-size",
+            "32",
+            "--eval-every",
+            "0",
+            "--quiet",
+        ])
+        .status()
+        .unwrap();
+    assert!(trained.success());
+    let images = tmp.path().join("digits");
+    fs::create_dir_all(&images).unwrap();
+    // A 28×28 grayscale PGM with a bar, and a "PNG" that is not one.
+    let mut pgm = b"P5\n28 28\n255\n".to_vec();
+    pgm.extend((0..784).map(|i| if (i / 28) % 10 < 3 { 20 } else { 230 }));
+    fs::write(images.join("a-digit.pgm"), pgm).unwrap();
+    fs::write(images.join("broken.png"), b"not an image").unwrap();
+
+    let out = cmd(tmp.path())
+        .args(["predict", "--checkpoint", &s(&run), &s(&images)])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.contains("a-digit.pgm: "),
+        "the readable image was not classified: {stdout}"
+    );
+    assert!(stderr.contains("broken.png"), "{stderr}");
+    assert!(
+        stderr.contains("1 of 2 input(s) could not be read"),
+        "{stderr}"
+    );
+
+    // All readable: exit 0.
+    fs::remove_file(images.join("broken.png")).unwrap();
+    let ok = cmd(tmp.path())
+        .args(["predict", "--checkpoint", &s(&run), &s(&images)])
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}

@@ -22,7 +22,8 @@ Exit codes:
   1    other failure (cannot write the run directory, run directory in use)
   2    bad command line or config (malformed JSON, unknown key, out-of-range value,
        a --run-dir that already holds a run)
-  3    dataset missing, corrupt or not downloadable
+  3    dataset missing, corrupt or not downloadable; predict: an input image unreadable
+       (the others are still classified)
   4    checkpoint missing, corrupt or from another architecture
   5    training diverged (NaN or infinite loss)
   6    requested compute device unavailable (--backend wgpu: no GPU adapter fits --adapter)

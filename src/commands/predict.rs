@@ -22,13 +22,22 @@ enum Source {
 }
 
 /// The files named, with each directory replaced by its image files (sorted).
-fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+/// The image files `paths` name, a directory standing for the images in it; with the
+/// directories that could not be listed, which count as unreadable inputs.
+fn expand(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, std::io::Error)>) {
     let mut out = Vec::new();
+    let mut unlisted = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-                .unwrap_or_default();
+            let entries = match std::fs::read_dir(path) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    unlisted.push((path.clone(), e));
+                    continue;
+                }
+            };
+            let mut found: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
             found.retain(|p| {
                 p.extension()
                     .and_then(|e| e.to_str())
@@ -40,7 +49,7 @@ fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
             out.push(path.clone());
         }
     }
-    out
+    (out, unlisted)
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
@@ -62,8 +71,11 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let names = config.dataset.class_names();
 
     let mut inputs = Vec::new();
-    let files = expand(&args.files);
-    let mut unreadable = 0;
+    let (files, unlisted) = expand(&args.files);
+    let mut unreadable = unlisted.len();
+    for (dir, e) in &unlisted {
+        eprintln!("error: {}: {e}", dir.display());
+    }
     for file in &files {
         match preprocess::load(file) {
             Ok(pixels) => inputs.push(Input {
@@ -108,8 +120,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     if inputs.is_empty() {
         return Err(Error::DataUnavailable(format!(
-            "none of the {} file(s) could be read as an image",
-            files.len()
+            "none of the {} input(s) could be read as an image",
+            files.len() + unlisted.len()
         )));
     }
     if let Some(dir) = &args.save_preprocessed {
@@ -157,11 +169,13 @@ pub fn run(args: PredictArgs) -> Result<()> {
             crate::outln!("{what}: {} ({})", names[prediction], top.join(", "));
         }
     }
+    // As grep and ripgrep do: every readable input is answered, and the exit code still tells
+    // a script that something was not.
     if unreadable > 0 {
-        eprintln!(
-            "{unreadable} of {} file(s) could not be read; the others were classified",
-            files.len()
-        );
+        return Err(Error::DataUnavailable(format!(
+            "{unreadable} of {} input(s) could not be read; the others were classified",
+            files.len() + unlisted.len()
+        )));
     }
     Ok(())
 }

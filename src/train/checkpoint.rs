@@ -175,20 +175,35 @@ fn install(
         fs::remove_dir_all(&tmp_dir).map_err(Error::io(ctx("removing stale temporary")))?;
     }
     fs::create_dir(&tmp_dir).map_err(Error::io(ctx("creating")))?;
-    fill(&tmp_dir, &ctx)?;
-
-    if final_dir.exists() {
-        // Same step saved again (a resumed run re-reaching it): replace it. The old copy is
-        // moved aside first so that the name never points at a half-written directory.
-        let old = checkpoints_dir.join(format!(".old-{name}-{}", std::process::id()));
-        fs::rename(&final_dir, &old).map_err(Error::io(ctx("moving old copy aside")))?;
-        fs::rename(&tmp_dir, &final_dir).map_err(Error::io(ctx("renaming into place")))?;
-        let _ = fs::remove_dir_all(&old);
-    } else {
-        fs::rename(&tmp_dir, &final_dir).map_err(Error::io(ctx("renaming into place")))?;
+    // A write that fails (a full disk, most often) must not leave its partial files holding
+    // the space the user needs back: the temporary goes, the older checkpoints stay.
+    let installed =
+        fill(&tmp_dir, &ctx).and_then(|()| rename_into_place(&tmp_dir, &final_dir, &ctx));
+    if installed.is_err() {
+        let _ = fs::remove_dir_all(&tmp_dir);
     }
+    installed?;
     fsync_dir(checkpoints_dir);
     Ok(final_dir)
+}
+
+/// Moves the complete `tmp_dir` to `final_dir`, replacing a copy already there.
+fn rename_into_place(tmp_dir: &Path, final_dir: &Path, ctx: Context) -> Result<()> {
+    if !final_dir.exists() {
+        return fs::rename(tmp_dir, final_dir).map_err(Error::io(ctx("renaming into place")));
+    }
+    // Same step saved again (a resumed run re-reaching it): replace it. The old copy is moved
+    // aside first so that the name never points at a half-written directory, and back when
+    // the new one cannot take its place.
+    let name = final_dir.file_name().unwrap_or_default().to_string_lossy();
+    let old = final_dir.with_file_name(format!(".old-{name}-{}", std::process::id()));
+    fs::rename(final_dir, &old).map_err(Error::io(ctx("moving old copy aside")))?;
+    if let Err(e) = fs::rename(tmp_dir, final_dir) {
+        let _ = fs::rename(&old, final_dir);
+        return Err(Error::io(ctx("renaming into place"))(e));
+    }
+    let _ = fs::remove_dir_all(&old);
+    Ok(())
 }
 
 /// Removes what a process killed while saving left behind: a half-written `.tmp-*` directory
@@ -446,5 +461,51 @@ impl Checkpoint {
                 path.display()
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint whose write fails half-way (the disk filled up) leaves nothing behind but
+    /// the checkpoints that were there before.
+    #[test]
+    fn a_failed_write_removes_its_temporary_and_keeps_older_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let older = install(dir.path(), "step-00000010", &|tmp, _| {
+            fs::write(tmp.join(STATE_FILE), b"{}").map_err(Error::io("test"))
+        })
+        .unwrap();
+        let failed = install(dir.path(), "step-00000020", &|tmp, ctx| {
+            fs::write(tmp.join(MODEL_FILE), vec![0u8; 4096]).map_err(Error::io("test"))?;
+            let disk_full = std::io::Error::from_raw_os_error(28);
+            Err(Error::io(ctx(OPTIMIZER_FILE))(disk_full))
+        });
+        let message = failed.unwrap_err().to_string();
+        assert!(message.contains("optimizer"), "{message}");
+        let left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["step-00000010"], "what the failed write left behind");
+        assert!(older.join(STATE_FILE).exists());
+    }
+
+    /// Saving a step again (a resume re-reaching it) that fails keeps the copy already there.
+    #[test]
+    fn a_failed_rewrite_of_a_step_keeps_its_earlier_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = install(dir.path(), "step-00000010", &|tmp, _| {
+            fs::write(tmp.join(STATE_FILE), b"first").map_err(Error::io("test"))
+        })
+        .unwrap();
+        let again = install(dir.path(), "step-00000010", &|tmp, _| {
+            fs::write(tmp.join(STATE_FILE), b"half").map_err(Error::io("test"))?;
+            Err(Error::Other("disk full".into()))
+        });
+        assert!(again.is_err());
+        assert_eq!(fs::read(first.join(STATE_FILE)).unwrap(), b"first");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
