@@ -10,53 +10,14 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 use crate::config::{Activation, ExperimentConfig, Init};
 use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
-use crate::kernel::{HostWeights, SparseImages, Then};
+pub use crate::kernel::activation::ActivationFn;
+use crate::kernel::{HostWeights, SparseImages, Then, host_f32};
 
 /// A model's first dense layer read back to the host, as the kernels read it: its weight
 /// ([`HostWeights`]) and bias. Reading it back costs about 0.1 ms, once per version of the
 /// weights when callers pass it on: the lecture's train columns make it for the updated model,
 /// which the test pass and the next step then use ([`crate::train::run_step`]).
 pub type FirstLayerHost = (HostWeights, Vec<f32>);
-
-/// The activation applied after each hidden layer (and its batchnorm).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ActivationFn {
-    pub kind: Activation,
-    pub leaky_slope: f64,
-}
-
-impl ActivationFn {
-    /// For the activations built on `exp`, on the CPU: the same function vectorized on the
-    /// host ([`crate::kernel::activation`]), several times faster than the CPU backends'.
-    /// Burn's relu and leaky relu work in place and are as fast as the host's there: measured,
-    /// the round trip through the host made a relu test pass 7% slower.
-    /// In training (autodiff tracks `x`), on flex, every activation but relu takes its values
-    /// and derivative from the host: Burn's leaky relu costs several passes forward and back
-    /// (a leaky relu epoch took 1.35× a relu one, now 1.05×). Elsewhere Burn's activation.
-    pub fn apply_any(&self, x: Tensor<2>) -> Tensor<2> {
-        let exp_based = !matches!(self.kind, Activation::Relu | Activation::LeakyRelu);
-        let tracked = x.is_autodiff();
-        if exp_based && !tracked && crate::kernel::runs_on(&x.device()) {
-            crate::kernel::activation::apply_tensor(self.kind, self.leaky_slope, x)
-        } else if self.kind != Activation::Relu && tracked && crate::kernel::trains_on(&x.device())
-        {
-            crate::kernel::activation::apply_tracked(self.kind, self.leaky_slope, x)
-        } else {
-            self.apply(x)
-        }
-    }
-
-    pub fn apply<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        match self.kind {
-            Activation::Sigmoid => activation::sigmoid(x),
-            Activation::Tanh => activation::tanh(x),
-            Activation::Relu => activation::relu(x),
-            Activation::Elu => activation::elu(x, 1.0),
-            Activation::Selu => activation::selu(x),
-            Activation::LeakyRelu => activation::leaky_relu(x, self.leaky_slope),
-        }
-    }
-}
 
 /// Burn's initializer equal to the Keras one the config names.
 pub fn initializer(init: Init, std: f64) -> Initializer {
@@ -442,17 +403,6 @@ fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     return crate::kernel::dense::forward(layer, x);
     #[cfg(not(feature = "flex"))]
     layer.forward(x)
-}
-
-/// A tensor's values on the host as f32: a CPU backend's f32 storage taken as it is, without a
-/// conversion per value (the first layer's weights are read back on every training step).
-pub fn host_f32(data: TensorData) -> Vec<f32> {
-    if data.dtype() != burn::tensor::DType::F32 {
-        return data.iter::<f32>().collect();
-    }
-    // Moves the storage out when the data holds it alone (Burn's flex backend), else copies.
-    data.try_into_vec::<f32>()
-        .expect("f32 tensor data converts to a Vec<f32>")
 }
 
 /// Batchnorm on the batch's own statistics, without touching the running ones.

@@ -14,8 +14,8 @@ use burn::optim::{Adam, AdamConfig, AdamState, AdaptiveMomentumState, LearningRa
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::kernel::host_f32;
 use crate::kernel::{self, KernelPath};
-use crate::model::host_f32;
 
 /// Adam without weight decay; see the module's comment.
 #[derive(Clone)]

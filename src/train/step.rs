@@ -10,8 +10,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{ExperimentConfig, TrainMetrics};
 use crate::data::batcher::{images_tensor, labels_tensor, metrics_seed, step_seed};
 use crate::data::{IMAGE_PIXELS, Split};
+use crate::kernel::host_f32;
 use crate::kernel::{self, HostWeights, SparseImages};
-use crate::model::{FirstLayerHost, Input, Mlp, correct_count, cross_entropy, host_f32};
+use crate::model::{FirstLayerHost, Input, Mlp, correct_count, cross_entropy};
 use crate::run::metrics::LayerDiagnostics;
 use crate::train::diagnostics;
 

@@ -1,0 +1,108 @@
+//! The first layer's weights on the host, in the blocked layout the loops read.
+
+use burn::tensor::TensorData;
+
+use super::*;
+
+/// The first layer's weight matrix on the host, laid out for [`first_layer`]: in blocks of
+/// [`BLOCK`] columns, each block a contiguous `[pixels, BLOCK]` matrix starting at a 64-byte
+/// boundary, then the columns past the last whole block (row-major).
+///
+/// An image's lit pixels come in runs of neighbours along its strokes; in blocks, their rows
+/// are neighbours in memory too, which the CPU's prefetchers follow. Measured on a Zen 4: 10k
+/// images in 6.8 ms against 8.4 ms from the row-major matrix, which itself was 20% slower
+/// still when 32 bytes off a cache line.
+pub struct HostWeights {
+    pub(super) lines: Vec<Line>,
+    pub(super) rest: Vec<f32>,
+    pub(super) pixels: usize,
+    pub(super) d_out: usize,
+}
+
+/// 64 bytes at a 64-byte boundary. No crate in our tree offers an aligned `Vec`; this is all
+/// of one.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub(super) struct Line(pub(super) [f32; 16]);
+
+thread_local! {
+    /// The last buffer dropped on this thread, for the next copy: a fresh 800 KB allocation is
+    /// fresh pages, and faulting them in cost more than the copy.
+    static SPARE: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl HostWeights {
+    /// From a `[pixels, d_out]` row-major matrix (Burn's layout of a linear layer's weight).
+    pub fn new(values: &[f32], pixels: usize, d_out: usize) -> Self {
+        assert_eq!(values.len(), pixels * d_out, "weight shape");
+        let blocks = d_out / BLOCK;
+        let mut lines = SPARE.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
+        lines.clear();
+        lines.resize((blocks * pixels * BLOCK).div_ceil(16), Line([0.0; 16]));
+        let mut weights = Self {
+            lines,
+            rest: Vec::with_capacity(pixels * (d_out - blocks * BLOCK)),
+            pixels,
+            d_out,
+        };
+        let dst = weights.blocks_mut();
+        for b in 0..blocks {
+            for p in 0..pixels {
+                let at = (b * pixels + p) * BLOCK;
+                dst[at..at + BLOCK]
+                    .copy_from_slice(&values[p * d_out + b * BLOCK..p * d_out + (b + 1) * BLOCK]);
+            }
+        }
+        for row in values.chunks_exact(d_out.max(1)) {
+            weights.rest.extend_from_slice(&row[blocks * BLOCK..]);
+        }
+        weights
+    }
+
+    /// Block `b`: `[pixels, BLOCK]`, row-major.
+    pub(super) fn block(&self, b: usize) -> &[f32] {
+        let len = self.pixels * BLOCK;
+        &self.all_blocks()[b * len..(b + 1) * len]
+    }
+
+    pub(super) fn all_blocks(&self) -> &[f32] {
+        // SAFETY: `Line` is `repr(C)` over 16 f32s with no padding, so `lines` is
+        // `16 * lines.len()` contiguous, initialized f32s.
+        unsafe {
+            std::slice::from_raw_parts(self.lines.as_ptr().cast::<f32>(), self.lines.len() * 16)
+        }
+    }
+
+    pub(super) fn blocks_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as in `all_blocks`.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.lines.as_mut_ptr().cast::<f32>(),
+                self.lines.len() * 16,
+            )
+        }
+    }
+
+    /// Output width.
+    pub fn width(&self) -> usize {
+        self.d_out
+    }
+}
+
+impl Drop for HostWeights {
+    fn drop(&mut self) {
+        let lines = std::mem::take(&mut self.lines);
+        SPARE.with(|spare| *spare.borrow_mut() = lines);
+    }
+}
+
+/// A tensor's values on the host as f32: a CPU backend's f32 storage taken as it is, without a
+/// conversion per value (the first layer's weights are read back on every training step).
+pub fn host_f32(data: TensorData) -> Vec<f32> {
+    if data.dtype() != burn::tensor::DType::F32 {
+        return data.iter::<f32>().collect();
+    }
+    // Moves the storage out when the data holds it alone (Burn's flex backend), else copies.
+    data.try_into_vec::<f32>()
+        .expect("f32 tensor data converts to a Vec<f32>")
+}
