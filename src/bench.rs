@@ -173,7 +173,7 @@ fn measure_on_pool(args: &BenchOptions) -> Result<BackendReport> {
         test_limit: args.test_limit,
         ..Default::default()
     };
-    let data = crate::data::load_limited(&config, &args.data)?;
+    let data = crate::data::load_limited(&config.subset(), &args.data)?;
     let steps = steps_per_epoch(&config, data.train.len())?;
     let batch = config.batch_size;
 

@@ -7,21 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetName;
 use crate::error::{Error, Result};
-
-/// Hidden-layer activation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Activation {
-    Sigmoid,
-    Tanh,
-    Relu,
-    /// ELU with alpha 1.0.
-    Elu,
-    Selu,
-    /// Leaky ReLU; slope set by `leaky_relu_slope` (default 0.01 as in PyTorch and Burn;
-    /// Keras' LeakyReLU layer defaults to 0.3).
-    LeakyRelu,
-}
+/// The activations live with their implementations; the config names them.
+pub use crate::kernel::activation::Activation;
 
 /// Weight initializer of the dense layers. Biases always start at zero, as in Keras.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -162,6 +149,17 @@ macro_rules! experiment_keys {
         }
 
         impl ExperimentConfig {
+    /// The images of the dataset this experiment uses.
+    pub fn subset(&self) -> crate::data::Subset {
+        crate::data::Subset {
+            dataset: self.dataset,
+            train_limit: self.train_limit,
+            test_limit: self.test_limit,
+            valid_split: self.valid_split,
+            seed: self.seed,
+        }
+    }
+
             /// The keys whose values differ between `self` and `other`.
             pub fn differing_keys(&self, other: &Self) -> Vec<&'static str> {
                 let mut keys = Vec::new();

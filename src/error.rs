@@ -102,6 +102,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::ConfigFile { .. } | Error::OutOfRange { .. } => exit::USAGE,
+            // A validation split larger than the data is the config's fault, not the data's.
+            Error::Data(DataError::ValidSplitTooLarge { .. }) => exit::USAGE,
             Error::Data(_) | Error::DataUnavailable(_) => exit::DATA,
             Error::Checkpoint(_) => exit::CHECKPOINT,
             Error::Diverged { .. } => exit::DIVERGED,

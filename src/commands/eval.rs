@@ -27,7 +27,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     config.train_limit = None;
     let source =
         super::data_source_for_run(&args.data, &super::run_of(&args.checkpoint), config.dataset);
-    let data = crate::data::load_limited(&config, &source)?;
+    let data = crate::data::load_limited(&config.subset(), &source)?;
     let test = ResidentSet::new(
         &data.test.images,
         &data.test.labels,

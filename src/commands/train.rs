@@ -9,9 +9,10 @@ use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use crate::output::plot;
-use crate::output::progress::{HumanReporter, JsonReporter, Reporter};
+use crate::output::progress::{HumanReporter, JsonReporter};
 use crate::run::{self, RunDir, RunInfo};
 use crate::signals::StopFlag;
+use crate::train::Reporter;
 use crate::train::checkpoint::{self, Damaged};
 use crate::train::{Outcome, Trainer, optimizer};
 
@@ -85,7 +86,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             true => super::data_source_for_run(&args.data, &run_path, config.dataset),
             false => args.data.source(),
         };
-        crate::data::load_limited(&config, &source)?
+        crate::data::load_limited(&config.subset(), &source)?
     };
     // A batch larger than the data is refused before a run directory is made for it.
     crate::train::steps_per_epoch(&config, data.train.len())?;

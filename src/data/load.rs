@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 
 use super::batcher::holdout;
-use super::{DatasetName, MnistData, locate};
-use crate::config::ExperimentConfig;
-use crate::error::{Error, Result};
+use super::{DataError, DatasetName, MnistData, locate};
 
 /// Where to look for a dataset and whether fetching it is allowed.
 #[derive(Debug, Clone, Default)]
@@ -20,15 +18,26 @@ pub struct DataSource {
     pub mirrors: Vec<String>,
 }
 
+/// Which images of a dataset a run uses: its limits, and the training images held out for
+/// validation (drawn by `seed`). Made from a config by `ExperimentConfig::subset`.
+#[derive(Debug, Clone, Copy)]
+pub struct Subset {
+    pub dataset: DatasetName,
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
+    pub valid_split: usize,
+    pub seed: u64,
+}
+
 /// Finds the dataset, downloading it when it is missing (unless `offline`).
-pub fn load(name: DatasetName, source: &DataSource) -> Result<MnistData> {
+pub fn load(name: DatasetName, source: &DataSource) -> Result<MnistData, DataError> {
     let data_dir = source.dir.as_deref();
     let missing = match locate::find(name, data_dir) {
-        Ok(dir) => return Ok(MnistData::load_from(name, &dir)?),
+        Ok(dir) => return MnistData::load_from(name, &dir),
         Err(e) => e,
     };
     if source.offline || !cfg!(feature = "download") {
-        return Err(missing.into());
+        return Err(missing);
     }
     #[cfg(feature = "download")]
     {
@@ -36,19 +45,20 @@ pub fn load(name: DatasetName, source: &DataSource) -> Result<MnistData> {
         eprintln!("{name} not found; downloading into {}", dest.display());
         let options = super::download::DownloadOptions::standard(name, &source.mirrors);
         if let Err(e) = super::download::download(name, &dest, &options) {
-            return Err(Error::DataUnavailable(format!(
-                "{missing}; downloading failed too: {e}"
-            )));
+            return Err(DataError::NotDownloaded {
+                missing: Box::new(missing),
+                reason: e.to_string(),
+            });
         }
-        Ok(MnistData::load_from(name, &dest)?)
+        MnistData::load_from(name, &dest)
     }
     #[cfg(not(feature = "download"))]
     unreachable!()
 }
 
-/// The config's dataset, cut to its `train_limit` / `test_limit`, with `valid_split` images of
+/// The subset's dataset, cut to its `train_limit` / `test_limit`, with `valid_split` images of
 /// the training images left held out for validation.
-pub fn load_limited(config: &ExperimentConfig, source: &DataSource) -> Result<MnistData> {
+pub fn load_limited(config: &Subset, source: &DataSource) -> Result<MnistData, DataError> {
     let mut data = load(config.dataset, source)?;
     if let Some(n) = config.train_limit {
         data.train.truncate(n);
@@ -59,10 +69,9 @@ pub fn load_limited(config: &ExperimentConfig, source: &DataSource) -> Result<Mn
     if config.valid_split > 0 {
         let n = data.train.len();
         if config.valid_split >= n {
-            return Err(Error::OutOfRange {
-                key: "valid_split",
-                value: config.valid_split.to_string(),
-                allowed: format!("must be less than the {n} training images in use"),
+            return Err(DataError::ValidSplitTooLarge {
+                valid_split: config.valid_split,
+                train_images: n,
             });
         }
         let (kept, held) = holdout(n, config.valid_split, config.seed);

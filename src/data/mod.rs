@@ -10,7 +10,7 @@ pub mod load;
 pub mod locate;
 pub mod preprocess;
 
-pub use load::{DataSource, load, load_limited};
+pub use load::{DataSource, Subset, load, load_limited};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -370,6 +370,21 @@ pub enum DataError {
         expected: String,
         /// SHA-256 found (hex).
         actual: String,
+    },
+    /// The dataset is missing and downloading it failed.
+    #[error("{missing}; downloading failed too: {reason}")]
+    NotDownloaded {
+        missing: Box<DataError>,
+        reason: String,
+    },
+    /// `valid_split` holds out every training image in use, or more: a config error.
+    #[error(
+        "invalid value for `valid_split`: {valid_split} (must be less than the {train_images} \
+         training images in use)"
+    )]
+    ValidSplitTooLarge {
+        valid_split: usize,
+        train_images: usize,
     },
     /// Every mirror failed for one file.
     #[error("could not download {file} into {}: {}; check the internet connection, or fetch the file by hand into that directory", dest.display(), failures.join("; "))]

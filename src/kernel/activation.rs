@@ -16,7 +16,22 @@
 use burn::tensor::{Tensor, TensorData};
 
 use super::KernelPath;
-use crate::config::Activation;
+use serde::{Deserialize, Serialize};
+
+/// Hidden-layer activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    Sigmoid,
+    Tanh,
+    Relu,
+    /// ELU with alpha 1.0.
+    Elu,
+    Selu,
+    /// Leaky ReLU; slope set by `leaky_relu_slope` (default 0.01 as in PyTorch and Burn;
+    /// Keras' LeakyReLU layer defaults to 0.3).
+    LeakyRelu,
+}
 
 /// The activation applied after each hidden layer (and its batchnorm).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,28 +1,13 @@
 //! What a run shows while it trains: the lecture's per-step line (with a progress bar on a
 //! terminal), JSON lines for scripts, or nothing. Every reporter gets the same
-//! [`StepMetrics`]; `metrics.jsonl` in the run directory is written separately, always.
+//! [`StepMetrics`] through the trainer's [`Reporter`] trait; `metrics.jsonl` in the run directory is written separately, always.
 
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::run::metrics::StepMetrics;
-
-/// Receives the events of a run. `Send`: the run may train on a thread of the CPU pool.
-pub trait Reporter: Send {
-    /// Called once before the first step with the total number of steps and those done.
-    fn start(&mut self, _total_steps: usize, _done: usize) {}
-    fn step(&mut self, metrics: &StepMetrics);
-    /// A message for the person at the terminal (goes to stderr).
-    fn note(&mut self, message: &str) {
-        eprintln!("{message}");
-    }
-    fn finish(&mut self) {}
-    /// True once stdout's reader has gone away: the run should checkpoint and stop.
-    fn output_closed(&self) -> bool {
-        false
-    }
-}
+use crate::train::Reporter;
 
 /// Human output: the lecture's line per step, always on stdout (a terminal, a file or a pipe),
 /// and a progress bar on stderr when stderr is a terminal. The bar is cleared while a line is

@@ -6,6 +6,7 @@ pub mod diagnostics;
 pub mod evaluate;
 pub mod fused_adam;
 pub mod optim;
+mod reporter;
 pub mod resume;
 pub mod selection;
 pub mod step;
@@ -21,7 +22,6 @@ use crate::data::MnistData;
 use crate::data::batcher::{ResidentSet, epoch_order};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
-use crate::output::progress::Reporter;
 use crate::run::RunDir;
 use crate::run::metrics::StepMetrics;
 use crate::run::summary::Summary;
@@ -29,6 +29,7 @@ use crate::signals::StopFlag;
 use checkpoint::{Best, TrainState};
 pub use evaluate::{Evaluation, evaluate, evaluate_with};
 pub use optim::{LrScheduleState, optimizer};
+pub use reporter::Reporter;
 pub use step::{StepOutput, run_step};
 
 /// How a call to [`Trainer::run`] ended.
