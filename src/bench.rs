@@ -8,11 +8,11 @@ use burn::module::Module;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::backend::gpu::AdapterChoice;
 use crate::config::{ExperimentConfig, Init, TrainMetrics};
 use crate::data::DataSource;
 use crate::data::batcher::{ResidentSet, epoch_order};
 use crate::error::Result;
-use crate::gpu::AdapterChoice;
 use crate::model::Mlp;
 use crate::train::{evaluate, evaluate_with, optimizer, run_step, steps_per_epoch};
 

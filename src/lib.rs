@@ -12,7 +12,6 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod export;
-pub mod gpu;
 pub mod kernel;
 pub mod model;
 pub mod output;

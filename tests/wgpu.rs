@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use assert_cmd::Command;
 use common::{bin, final_weights, metrics, summary};
-use mnist_train::gpu::{self, AdapterChoice};
+use mnist_train::backend::gpu::{self, AdapterChoice};
 use predicates::prelude::*;
 
 /// Test accuracies of the same config trained from scratch on the CPU and on wgpu may differ

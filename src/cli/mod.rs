@@ -12,9 +12,9 @@ pub use bench::BenchArgs;
 pub use sweep::{SweepArgs, SweepCommand, SweepRunArgs};
 
 use crate::backend::Backend;
+use crate::backend::gpu::AdapterChoice;
 use crate::config::PartialConfig;
 use crate::data::{DataSource, DatasetName};
-use crate::gpu::AdapterChoice;
 
 const EXIT_CODES: &str = "\
 Exit codes:

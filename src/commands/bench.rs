@@ -41,7 +41,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         [Backend::Flex, Backend::Ndarray, Backend::Wgpu]
             .into_iter()
             .filter(|&b| match b {
-                Backend::Wgpu => crate::gpu::available(args.device.adapter),
+                Backend::Wgpu => crate::backend::gpu::available(args.device.adapter),
                 _ => b.compiled_in() && b.device().is_ok(),
             })
             .collect()

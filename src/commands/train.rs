@@ -67,7 +67,7 @@ fn resume_command(run: &Path, args: &TrainArgs) -> String {
     if let Some(b) = args.runtime.backend {
         cmd.push_str(&format!(" --backend {}", b.name()));
         let adapter = args.runtime.device.adapter;
-        if b == Backend::Wgpu && adapter != crate::gpu::AdapterChoice::Auto {
+        if b == Backend::Wgpu && adapter != crate::backend::gpu::AdapterChoice::Auto {
             cmd.push_str(&format!(" --adapter {adapter}"));
         }
     }

@@ -1,10 +1,13 @@
-//! Which Burn backend runs the model, chosen at run time.
+//! Which Burn backend runs the model, chosen at run time, and the CPU thread pool it runs on;
+//! the GPU's adapters in [`gpu`].
+
+pub mod gpu;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gpu::AdapterChoice;
+use gpu::AdapterChoice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -102,7 +105,7 @@ impl Backend {
             #[cfg(not(feature = "ndarray"))]
             Backend::Ndarray => Err(missing("ndarray")),
             #[cfg(feature = "wgpu")]
-            Backend::Wgpu => crate::gpu::device(adapter),
+            Backend::Wgpu => gpu::device(adapter),
             #[cfg(not(feature = "wgpu"))]
             Backend::Wgpu => {
                 let _ = adapter;
