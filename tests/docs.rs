@@ -1,0 +1,176 @@
+//! The documentation cannot drift from the code: every relative link in README.md and docs/
+//! points at a file that exists, and every `--flag` they name is a flag of `mnist-train` (of
+//! the top level or of a subcommand) or of another tool the docs show being run.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+
+/// Flags of other programs the docs run: cargo, pip, Slurm, kubectl, TensorBoard, Optuna's
+/// example script, Chromium and the scripts in scripts/. Each is named with its tool.
+const OTHER_TOOLS: &[&str] = &[
+    // cargo
+    "release",
+    "features",
+    "locked",
+    "path",
+    "profile",
+    "all-targets",
+    "lib",
+    "test",
+    "bin",
+    "no-run",
+    "check",
+    "no-default-features",
+    // tensorboard
+    "logdir",
+    // pip
+    "disable-pip-version-check",
+    // sbatch, scancel
+    "array",
+    "partition",
+    "cpus-per-task",
+    "time",
+    "signal",
+    "batch",
+    // optuna's CLI, and examples/optuna-search.sh
+    "storage",
+    "study-name",
+    "trials",
+    // chromium (the report's browser check)
+    "headless",
+    "screenshot",
+    "window-size",
+    "no-sandbox",
+    "disable-gpu",
+    "dump-dom",
+    // scripts/gpu-check.sh and scripts/check-*.sh
+    "smoke",
+];
+
+fn docs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    files.extend(pages);
+    files
+}
+
+/// Every long flag and alias of the command line, subcommands included.
+fn cli_flags() -> BTreeSet<String> {
+    fn walk(cmd: &clap::Command, out: &mut BTreeSet<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                out.insert(long.to_string());
+            }
+            for alias in arg.get_all_aliases().unwrap_or_default() {
+                out.insert(alias.to_string());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut out = BTreeSet::from(["help".to_string(), "version".to_string()]);
+    walk(&mnist_train::cli::Cli::command(), &mut out);
+    out
+}
+
+/// `--name` tokens of a text, outside URLs.
+fn named_flags(text: &str) -> Vec<String> {
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("--") {
+        let start = i + at;
+        i = start + 2;
+        let before = start.checked_sub(1).map(|b| bytes[b]);
+        if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'/') {
+            continue;
+        }
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+            .collect();
+        let name = name.trim_end_matches('-');
+        if name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            found.push(name.to_string());
+        }
+    }
+    found
+}
+
+/// Targets of Markdown links and images, `[text](target)`, and of HTML `src=`/`href=`.
+fn link_targets(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (open, close) in [("](", ')'), ("src=\"", '"'), ("href=\"", '"')] {
+        let mut rest = text;
+        while let Some(at) = rest.find(open) {
+            rest = &rest[at + open.len()..];
+            if let Some(end) = rest.find(close) {
+                let target = rest[..end].split_whitespace().next().unwrap_or("");
+                out.push(target.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_relative_link_in_the_docs_points_at_a_file() {
+    let mut broken = Vec::new();
+    for file in docs() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for target in link_targets(&text) {
+            let is_external = target.contains("://") || target.starts_with("mailto:");
+            let path = target.split('#').next().unwrap_or("");
+            if is_external || path.is_empty() {
+                continue;
+            }
+            if !file.parent().unwrap().join(path).exists() {
+                broken.push(format!("{}: {target}", file.display()));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "links to files that do not exist:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn every_flag_the_docs_name_exists() {
+    let known = cli_flags();
+    let mut unknown = BTreeSet::new();
+    for file in docs() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for flag in named_flags(&text) {
+            if !known.contains(&flag) && !OTHER_TOOLS.contains(&flag.as_str()) {
+                unknown.insert(format!("{}: --{flag}", file.file_name().unwrap().display()));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "flags that neither mnist-train nor a tool the docs run has:\n{}",
+        unknown.into_iter().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// The checker finds what it is meant to: a made-up flag and a link to a missing file.
+#[test]
+fn the_checks_catch_a_wrong_flag_and_a_broken_link() {
+    let text = "Run `mnist-train --init he --no-such-flag` and see [a page](docs/missing.md).";
+    let flags = named_flags(text);
+    assert_eq!(flags, ["init", "no-such-flag"]);
+    assert!(!cli_flags().contains("no-such-flag") && cli_flags().contains("init"));
+    assert_eq!(link_targets(text), ["docs/missing.md"]);
+    assert!(named_flags("see https://x.org/a--b and a—-dash").is_empty());
+}
