@@ -116,6 +116,68 @@ fn resume_mid_epoch_is_exact_with_batchnorm() {
     assert_resume_is_exact(&["--batchnorm"]);
 }
 
+/// The hand-written fast paths (sparse first layer, scheduled dense layers, one-pass Adam,
+/// host activations) against Burn's own operations (`MNIST_TRAIN_DENSE=1`), on toy data: the
+/// same run to float rounding. Only the first layer's sums run in another order, so the
+/// weights end a few ulp apart and every accuracy is the same.
+#[test]
+fn fast_paths_train_as_burns_own_operations() {
+    let (tmp, data) = setup();
+    for activation in ["relu", "tanh"] {
+        let run = |name: &str, dense: bool| {
+            let dir = tmp.path().join(format!("{name}-{activation}"));
+            let mut cmd = bin(tmp.path(), &data);
+            if dense {
+                cmd.env("MNIST_TRAIN_DENSE", "1");
+            }
+            small_run(&mut cmd, &dir)
+                .args([
+                    "--activation",
+                    activation,
+                    "--dropout",
+                    "0.2",
+                    "--eval-every",
+                    "5",
+                ])
+                .assert()
+                .success();
+            (metrics(&dir), final_weights(&dir))
+        };
+        let ((fast_m, fast_w), (dense_m, dense_w)) = (run("fast", false), run("dense", true));
+        assert_eq!(fast_m.len(), dense_m.len());
+        for (f, d) in fast_m.iter().zip(&dense_m) {
+            assert_eq!(
+                f["test_accuracy"], d["test_accuracy"],
+                "{activation}: {f} vs {d}"
+            );
+            let (fl, dl) = (
+                f["train_loss"].as_f64().unwrap(),
+                d["train_loss"].as_f64().unwrap(),
+            );
+            assert!(
+                (fl - dl).abs() <= 1e-4 * dl.abs(),
+                "{activation}: loss {fl} vs {dl}"
+            );
+        }
+        let norm = dense_w.iter().map(|w| (w * w) as f64).sum::<f64>().sqrt();
+        let apart = fast_w
+            .iter()
+            .zip(&dense_w)
+            .map(|(a, b)| ((a - b) * (a - b)) as f64)
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            apart <= 1e-5 * norm,
+            "{activation}: weights {apart} apart (norm {norm})"
+        );
+        // The sums run in another order: equal weights would mean the switch did nothing.
+        assert!(
+            fast_w != dense_w,
+            "{activation}: MNIST_TRAIN_DENSE changed nothing"
+        );
+    }
+}
+
 #[test]
 fn same_seed_same_numbers_other_seed_other_numbers() {
     let (tmp, data) = setup();
