@@ -38,6 +38,23 @@ fn in_order(fused: bool, pairs: impl Iterator<Item = (u8, f32)>) -> f32 {
     })
 }
 
+/// Every entry `out[i, c]` (rows of `d_out`) is, bit for bit, the in-order sum of the terms
+/// `terms(i, c)` gives.
+fn assert_each_sum_in_order(
+    out: &[f32],
+    d_out: usize,
+    fused: bool,
+    what: &str,
+    terms: impl Fn(usize, usize) -> Vec<(u8, f32)>,
+) {
+    for (i, row) in out.chunks_exact(d_out).enumerate() {
+        for (c, got) in row.iter().enumerate() {
+            let want = in_order(fused, terms(i, c).into_iter());
+            assert_eq!(got.to_bits(), want.to_bits(), "{what} {i} {c}");
+        }
+    }
+}
+
 fn weights(pixels: usize, d_out: usize) -> Vec<f32> {
     (0..pixels * d_out)
         .map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5)
@@ -91,17 +108,11 @@ fn first_product_sums_in_pixel_order() {
             Then::Store,
             &mut out,
         );
-        for r in 0..rows {
-            for c in 0..d_out {
-                let terms = (0..pixels).map(|p| (all[r * pixels + p], w[p * d_out + c]));
-                let want = in_order(fused, terms);
-                assert_eq!(
-                    out[r * d_out + c].to_bits(),
-                    want.to_bits(),
-                    "{path:?} {r} {c}"
-                );
-            }
-        }
+        assert_each_sum_in_order(&out, d_out, fused, &format!("{path:?}"), |r, c| {
+            (0..pixels)
+                .map(|p| (all[r * pixels + p], w[p * d_out + c]))
+                .collect()
+        });
     }
 }
 
@@ -119,17 +130,11 @@ fn weight_gradient_sums_over_the_batch_in_order() {
             .collect();
         let mut out = vec![1f32; pixels * d_out];
         weight_gradient_on(path, &sparse, &grad, d_out, &mut out);
-        for p in 0..pixels {
-            for c in 0..d_out {
-                let terms = (0..rows).map(|r| (all[r * pixels + p], grad[r * d_out + c]));
-                let want = in_order(fused, terms);
-                assert_eq!(
-                    out[p * d_out + c].to_bits(),
-                    want.to_bits(),
-                    "{path:?} {p} {c}"
-                );
-            }
-        }
+        assert_each_sum_in_order(&out, d_out, fused, &format!("{path:?}"), |p, c| {
+            (0..rows)
+                .map(|r| (all[r * pixels + p], grad[r * d_out + c]))
+                .collect()
+        });
         assert!(out[320 * d_out..321 * d_out].iter().all(|&v| v == 0.0));
         let one_thread = rayon::ThreadPoolBuilder::new()
             .num_threads(1)

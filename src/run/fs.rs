@@ -50,8 +50,8 @@ pub fn fsync_dir(dir: &Path) {
 mod tests {
     use super::*;
 
-    /// Two files of one stem written side by side each get their own temporary, and a
-    /// successful write leaves no temporary behind.
+    /// Two files of one stem written side by side each get their own temporary, a successful
+    /// write leaves no temporary behind, and others may read the file.
     #[test]
     fn files_of_one_stem_do_not_share_a_temporary() {
         let dir = tempfile::tempdir().unwrap();
@@ -64,6 +64,16 @@ mod tests {
         assert_eq!(fs_read(&csv), "a,b\n");
         assert_eq!(fs_read(&jsonl), "{}\n");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        // The files read as `File::create` makes them (0666 less the umask), not as the
+        // private 0600 of a temporary.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let reference = dir.path().join("reference");
+            File::create(&reference).unwrap();
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&csv), mode(&reference));
+        }
     }
 
     /// A write that cannot complete leaves the old file whole and no temporary.
@@ -78,24 +88,16 @@ mod tests {
         std::fs::create_dir_all(blocked.join("inner")).unwrap();
         assert!(write_atomic(&blocked, b"new").is_err());
         assert_eq!(fs_read(&target), "old");
-        let names: Vec<String> = std::fs::read_dir(dir.path())
+        let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|e| e.unwrap().file_name())
             .collect();
-        assert!(!names.iter().any(|n| n.starts_with(".tmp-")), "{names:?}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn written_files_are_readable_by_others_as_file_create_makes_them() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.json");
-        write_atomic(&path, b"{}").unwrap();
-        let reference = dir.path().join("reference");
-        File::create(&reference).unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), mode(&reference));
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.to_string_lossy().starts_with(".tmp-")),
+            "{names:?}"
+        );
     }
 
     fn fs_read(p: &Path) -> String {

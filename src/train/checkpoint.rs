@@ -515,15 +515,19 @@ mod tests {
         assert_eq!(step(model, &mut optim), step(loaded, &mut loaded_optim));
     }
 
+    /// A checkpoint `name` holding only a `state.json` of `bytes`.
+    fn install_state(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+        install(dir, name, &|tmp, _| {
+            fs::write(tmp.join(STATE_FILE), bytes).map_err(Error::io("test"))
+        })
+    }
+
     /// A checkpoint whose write fails half-way (the disk filled up) leaves nothing behind but
     /// the checkpoints that were there before.
     #[test]
     fn a_failed_write_removes_its_temporary_and_keeps_older_checkpoints() {
         let dir = tempfile::tempdir().unwrap();
-        let older = install(dir.path(), "step-00000010", &|tmp, _| {
-            fs::write(tmp.join(STATE_FILE), b"{}").map_err(Error::io("test"))
-        })
-        .unwrap();
+        let older = install_state(dir.path(), "step-00000010", b"{}").unwrap();
         let failed = install(dir.path(), "step-00000020", &|tmp, ctx| {
             fs::write(tmp.join(MODEL_FILE), vec![0u8; 4096]).map_err(Error::io("test"))?;
             let disk_full = std::io::Error::from_raw_os_error(28);
@@ -543,10 +547,7 @@ mod tests {
     #[test]
     fn a_failed_rewrite_of_a_step_keeps_its_earlier_copy() {
         let dir = tempfile::tempdir().unwrap();
-        let first = install(dir.path(), "step-00000010", &|tmp, _| {
-            fs::write(tmp.join(STATE_FILE), b"first").map_err(Error::io("test"))
-        })
-        .unwrap();
+        let first = install_state(dir.path(), "step-00000010", b"first").unwrap();
         let again = install(dir.path(), "step-00000010", &|tmp, _| {
             fs::write(tmp.join(STATE_FILE), b"half").map_err(Error::io("test"))?;
             Err(Error::Other("disk full".into()))

@@ -400,48 +400,41 @@ mod http_tests {
         assert_eq!(server.requests().len(), kinds.len());
     }
 
-    #[test]
-    fn silent_mirror_times_out_and_the_next_one_serves() {
-        let data = Arc::new(tiny_dataset(2));
+    /// A mirror of `kind` that never answers in time: each of its 4 attempts is cut after the
+    /// 1 s timeout (waiting each one out would take 10 s) and the next mirror serves.
+    fn slow_mirror_is_cut_and_the_next_serves(
+        kind: &str,
+        seed: u8,
+    ) -> Arc<HashMap<String, Vec<u8>>> {
+        let data = Arc::new(tiny_dataset(seed));
         let server = serve(8, router(Arc::clone(&data)));
         let dest = tempfile::tempdir().unwrap();
-        let opts = options(&server.base, &["silent", "good"], 0);
+        let opts = options(&server.base, &[kind, "good"], 0);
         let start = Instant::now();
         let served =
             download_with_expected(DatasetName::Mnist, dest.path(), &opts, expectations(&data))
                 .unwrap();
-        // 4 timeouts of 1 s; waiting each silent reply out would take 10 s.
         assert!(
             start.elapsed() < Duration::from_secs(9),
-            "{:?}",
+            "{kind}: {:?}",
             start.elapsed()
         );
         assert!(served.iter().all(|(_, m)| m.ends_with("/good/")));
         assert_complete(dest.path(), &data);
         assert_eq!(server.requests().len(), 8);
+        data
+    }
+
+    #[test]
+    fn silent_mirror_times_out_and_the_next_one_serves() {
+        slow_mirror_is_cut_and_the_next_serves("silent", 2);
     }
 
     /// A transfer that stops mid-body is cut by the per-read timeout (not waited out),
     /// its partial file removed, and the next mirror serves.
     #[test]
     fn transfer_stalled_mid_body_times_out_and_the_next_mirror_serves() {
-        let data = Arc::new(tiny_dataset(6));
-        let server = serve(8, router(Arc::clone(&data)));
-        let dest = tempfile::tempdir().unwrap();
-        let opts = options(&server.base, &["stall", "good"], 0);
-        let start = Instant::now();
-        let served =
-            download_with_expected(DatasetName::Mnist, dest.path(), &opts, expectations(&data))
-                .unwrap();
-        // 4 stalls cut after 1 s each; waiting each one out would take 10 s.
-        assert!(
-            start.elapsed() < Duration::from_secs(9),
-            "{:?}",
-            start.elapsed()
-        );
-        assert!(served.iter().all(|(_, m)| m.ends_with("/good/")));
-        assert_complete(dest.path(), &data);
-        assert_eq!(server.requests().len(), 8);
+        let data = slow_mirror_is_cut_and_the_next_serves("stall", 6);
 
         // Only stalling mirrors: the error says so for each attempt, nothing is left.
         let server = serve(2, router(Arc::clone(&data)));
