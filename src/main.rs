@@ -14,6 +14,8 @@ fn main() -> ExitCode {
         );
     }));
     mnist_train::backend::keep_freed_memory();
+    // The fast-path settings, read once, before any thread could decide without them.
+    let _ = mnist_train::kernel::FastPaths::get();
     match mnist_train::commands::run(mnist_train::cli::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -333,18 +333,6 @@ impl Mlp {
             .collect()
     }
 
-    /// Hidden layer widths.
-    pub fn layer_sizes(&self) -> Vec<usize> {
-        self.hidden
-            .iter()
-            .map(|l| l.weight.shape().dims::<2>()[1])
-            .collect()
-    }
-
-    pub fn has_batchnorm(&self) -> bool {
-        !self.norms.is_empty()
-    }
-
     /// Folds the batchnorm statistics of the last training step into the values that get saved.
     ///
     /// Burn's `RunningState` keeps each step's update pending until the next read, and a

@@ -141,6 +141,17 @@ fn fast_paths_train_as_burns_own_operations() {
                 ])
                 .assert()
                 .success();
+            // run.json says which path ran.
+            let info: serde_json::Value =
+                serde_json::from_str(&fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+            let want = if dense { "burn" } else { "kernel" };
+            for op in [
+                "first_layer_training",
+                "first_layer_evaluation",
+                "adam_update",
+            ] {
+                assert_eq!(info["fast_paths"][op], want, "{name}: {op} in {info}");
+            }
             (metrics(&dir), final_weights(&dir))
         };
         let ((fast_m, fast_w), (dense_m, dense_w)) = (run("fast", false), run("dense", true));

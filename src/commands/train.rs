@@ -108,8 +108,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         None
     };
+    let fused_adam =
+        config.optimizer == crate::config::Optimizer::Adam && config.weight_decay == 0.0;
     run.write_info(&RunInfo {
         data_dir: Some(std::path::absolute(&data.dir).unwrap_or_else(|_| data.dir.clone())),
+        fast_paths: Some(crate::kernel::FastPaths::get().taken_on(
+            &device,
+            config.activation,
+            fused_adam,
+        )),
     })?;
 
     let mut reporter: Box<dyn Reporter> = if args.json {

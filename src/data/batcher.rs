@@ -127,18 +127,11 @@ impl ResidentSet {
             len: labels.len(),
         }
     }
-
-    /// The same set without its sparse form: evaluated with Burn's dense product only.
-    pub fn dense_only(mut self) -> Self {
-        self.sparse = None;
-        self
-    }
 }
 
 fn eval_chunk(default_chunk: usize) -> usize {
-    std::env::var("MNIST_TRAIN_EVAL_CHUNK")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    crate::kernel::FastPaths::get()
+        .eval_chunk
         .unwrap_or(default_chunk)
 }
 

@@ -42,7 +42,7 @@ use rayon::prelude::*;
 pub use cpu::KernelPath;
 pub use first_layer::{Then, first_layer, first_product};
 pub use gradient::weight_gradient;
-pub use policy::{evaluates_on, runs_on, trains_on};
+pub use policy::{FastPaths, evaluates_on, runs_on, trains_on};
 pub use sparse::SparseImages;
 pub use weights::{HostWeights, host_f32};
 

@@ -1,6 +1,70 @@
-//! Where the kernels stand in for Burn's dense products, and where Burn's own path runs.
+//! Where the kernels stand in for Burn's operations, and where Burn's own path runs: the
+//! settings are read from the environment once, into one [`FastPaths`] value, and every
+//! decision asks it.
+
+use std::sync::OnceLock;
 
 use super::*;
+
+/// The fast-path settings of this process. The variables exist to compare the paths on one
+/// machine; a run records the paths it took in `run.json` ([`FastPaths::taken_on`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastPaths {
+    /// `MNIST_TRAIN_DENSE` unset: on the CPU the kernels stand in for Burn's operations.
+    pub kernels: bool,
+    /// `MNIST_TRAIN_DENSE_EVAL` unset: evaluation takes its first layer from the lit pixels.
+    pub sparse_eval: bool,
+    /// The compiled version of the loops (`MNIST_TRAIN_KERNEL` may ask for a lesser one).
+    pub kernel: KernelPath,
+    /// `MNIST_TRAIN_EVAL_CHUNK`: images per evaluation chunk instead of the backend's default.
+    pub eval_chunk: Option<usize>,
+}
+
+impl FastPaths {
+    /// This process's settings, read from the environment the first time they are asked for
+    /// (`main` asks first thing), so that no decision sees another value than the others.
+    pub fn get() -> FastPaths {
+        static PATHS: OnceLock<FastPaths> = OnceLock::new();
+        *PATHS.get_or_init(Self::from_env)
+    }
+
+    fn from_env() -> FastPaths {
+        FastPaths {
+            kernels: std::env::var_os("MNIST_TRAIN_DENSE").is_none(),
+            sparse_eval: std::env::var_os("MNIST_TRAIN_DENSE_EVAL").is_none(),
+            kernel: KernelPath::detect(),
+            eval_chunk: std::env::var("MNIST_TRAIN_EVAL_CHUNK")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// Which implementation each replaceable operation takes on `device`, for `run.json`:
+    /// `"kernel"` (hand-written, `docs/architecture.md`) or `"burn"`, for a run of `activation`.
+    /// `fused_adam`: the run's optimizer is Adam without weight decay, the one the one-pass
+    /// update serves.
+    pub fn taken_on(
+        &self,
+        device: &Device,
+        activation: super::activation::Activation,
+        fused_adam: bool,
+    ) -> serde_json::Value {
+        use super::activation::Activation::{LeakyRelu, Relu};
+        let which = |fast: bool| if fast { "kernel" } else { "burn" };
+        let (train, eval, any) = (trains_on(device), evaluates_on(device), runs_on(device));
+        serde_json::json!({
+            "first_layer_training": which(train),
+            "first_layer_evaluation": which(eval),
+            "dense_layers_training": which(train),
+            // As ActivationFn::apply_any decides: Burn's relu is as fast as a host loop, and
+            // so is its leaky relu outside autodiff.
+            "activations_training": which(train && activation != Relu),
+            "activations_inference": which(any && !matches!(activation, Relu | LeakyRelu)),
+            "adam_update": which(train && fused_adam),
+            "loops": if any { self.kernel.name() } else { "none" },
+        })
+    }
+}
 
 /// Whether `device` computes on this machine's CPU, where these kernels can stand in for the
 /// first layer's dense products. `MNIST_TRAIN_DENSE=1` turns them off everywhere, for
@@ -20,7 +84,7 @@ pub fn runs_on(device: &Device) -> bool {
         let ndarray = false;
         flex || ndarray
     };
-    cpu && std::env::var_os("MNIST_TRAIN_DENSE").is_none()
+    cpu && FastPaths::get().kernels
 }
 
 /// Whether training steps on `device` take the first layer's product and weight gradient from
@@ -41,5 +105,5 @@ pub fn trains_on(device: &Device) -> bool {
 
 /// Whether evaluations on `device` take their first layer from [`first_layer`].
 pub fn evaluates_on(device: &Device) -> bool {
-    runs_on(device) && std::env::var_os("MNIST_TRAIN_DENSE_EVAL").is_none()
+    runs_on(device) && FastPaths::get().sparse_eval
 }

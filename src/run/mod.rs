@@ -27,6 +27,10 @@ const LOCK_FILE: &str = ".lock";
 pub struct RunInfo {
     /// The directory the dataset's files were read from (absolute).
     pub data_dir: Option<PathBuf>,
+    /// Which operations ran as Burn's and which as the hand-written kernels
+    /// (`kernel::FastPaths::taken_on`); absent in runs from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_paths: Option<serde_json::Value>,
 }
 
 /// An open, locked run directory. The lock is released when this is dropped, or by the OS
