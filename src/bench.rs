@@ -14,7 +14,7 @@ use crate::data::DataSource;
 use crate::data::batcher::{ResidentSet, epoch_order};
 use crate::error::Result;
 use crate::model::Mlp;
-use crate::train::{evaluate, evaluate_with, optimizer, run_step, steps_per_epoch};
+use crate::train::{Step, evaluate, evaluate_with, optimizer, run_step, steps_per_epoch};
 
 /// What to measure, for one backend.
 #[derive(Debug, Clone)]
@@ -202,18 +202,16 @@ fn measure_on_pool(args: &BenchOptions) -> Result<BackendReport> {
         for step in 0..steps {
             let idx = &order[step * batch..(step + 1) * batch];
             // The trainer's own step, train columns read back included.
-            let out = run_step(
-                model.take().expect("the model is back after each step"),
-                &mut host,
-                &mut optim,
-                config.lr,
+            let this_step = Step {
                 config,
-                &data.train,
+                train: &data.train,
                 idx,
-                &ad,
-                n * steps + step,
-                false,
-            );
+                lr: config.lr,
+                global_step: n * steps + step,
+                diagnose: false,
+            };
+            let taken = model.take().expect("the model is back after each step");
+            let out = run_step(taken, &mut host, &mut optim, &ad, &this_step);
             if eval {
                 let _ = evaluate_with(&out.model.valid(), &test, &mut host);
             }

@@ -243,18 +243,15 @@ mod tests {
             .count();
 
         let mut optim = optimizer(&config);
-        let out = run_step(
-            model,
-            &mut None,
-            &mut optim,
-            config.lr,
-            &config,
-            &train,
-            &[0, 1, 2, 3],
-            &ad,
-            0,
-            true,
-        );
+        let step = crate::train::Step {
+            config: &config,
+            train: &train,
+            idx: &[0, 1, 2, 3],
+            lr: config.lr,
+            global_step: 0,
+            diagnose: true,
+        };
+        let out = run_step(model, &mut None, &mut optim, &ad, &step);
         let layers = out.layers.expect("diagnostics were asked for");
         let close = |got: f32, want: f64, what: &str| {
             assert!(

@@ -30,7 +30,7 @@ use checkpoint::{Best, TrainState};
 pub use evaluate::{Evaluation, evaluate, evaluate_with};
 pub use optim::{LrScheduleState, optimizer};
 pub use reporter::Reporter;
-pub use step::{StepOutput, run_step};
+pub use step::{Step, StepOutput, run_step};
 
 /// How a call to [`Trainer::run`] ended.
 #[derive(Debug)]
@@ -291,18 +291,15 @@ impl Trainer<'_> {
         let batch = config.batch_size;
         let idx = &order[step * batch..(step + 1) * batch];
         let lr = s.schedule.next_lr();
-        let out = run_step(
-            s.model,
-            &mut s.host,
-            &mut s.optim,
-            lr,
+        let this_step = Step {
             config,
-            &self.data.train,
+            train: &self.data.train,
             idx,
-            &s.ad,
-            s.state.global_step,
-            diagnose_step(config, s.state.global_step),
-        );
+            lr,
+            global_step: s.state.global_step,
+            diagnose: diagnose_step(config, s.state.global_step),
+        };
+        let out = run_step(s.model, &mut s.host, &mut s.optim, &s.ad, &this_step);
         s.model = out.model;
         if !out.train_loss.is_finite() {
             reporter.finish();

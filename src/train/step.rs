@@ -25,100 +25,57 @@ pub struct StepOutput {
     pub layers: Option<Vec<LayerDiagnostics>>,
 }
 
-/// One optimizer step at learning rate `lr` on the images `idx` of `train`, on the autodiff
-/// device `ad`, then the train columns `config.train_metrics` asks for. `global_step` is the
-/// number of steps done before this one: it seeds this step's dropout masks, so that a resumed
-/// run draws the same ones.
-/// With `diagnose`, the step also takes the per-layer diagnostics; they change nothing.
+/// Which step to take: the images `idx` of `train`, at learning rate `lr`, after
+/// `global_step` steps (which seeds the step's dropout masks, so that a resumed run draws the
+/// same ones), taking the per-layer diagnostics when `diagnose` (they change nothing).
+pub struct Step<'a> {
+    pub config: &'a ExperimentConfig,
+    pub train: &'a Split,
+    pub idx: &'a [u32],
+    pub lr: f64,
+    pub global_step: usize,
+    pub diagnose: bool,
+}
+
+/// One optimizer step on the autodiff device `ad` — Burn's loop: forward, loss, backward,
+/// optimizer step — then the train columns `config.train_metrics` asks for. Where the first
+/// layer comes from the batch's lit pixels, [`Batch`] does the difference.
 /// `host` is `model`'s first layer on the host if the caller holds it, and is left holding
 /// the updated model's when the step read that back, else nothing.
-#[allow(clippy::too_many_arguments)]
 pub fn run_step(
     model: Mlp,
     host: &mut Option<FirstLayerHost>,
     optim: &mut ModuleOptimizer,
-    lr: f64,
-    config: &ExperimentConfig,
-    train: &Split,
-    idx: &[u32],
     ad: &Device,
-    global_step: usize,
-    diagnose: bool,
+    step: &Step,
 ) -> StepOutput {
-    ad.seed(step_seed(config.seed, global_step));
-    let labels = labels_tensor(&train.labels, idx, ad);
-    // On the CPU the first layer's product and weight gradient come from the batch's lit
-    // pixels ([`kernel`]); the dense images are then built only for the diagnostics.
-    let batch = match kernel::trains_on(ad) {
-        // Both wait on memory, mostly: side by side they take the time of one.
-        true => {
-            let (sparse, w) = rayon::join(
-                || SparseImages::gather(&train.images, idx, IMAGE_PIXELS),
-                || match host.take() {
-                    Some((w, _)) => w,
-                    None => model.first_weight_host(),
-                },
-            );
-            Batch::Sparse(sparse, w)
-        }
-        false => Batch::Dense(images_tensor(&train.images, idx, ad)),
-    };
-    let (logits, product) = match &batch {
-        Batch::Sparse(sparse, w) => {
-            let mut product = vec![0f32; idx.len() * w.width()];
-            kernel::first_product(sparse, w, &mut product);
-            let product = TensorData::new(product, [idx.len(), w.width()]);
-            let product = Tensor::from_data(product, ad).require_grad();
-            let logits = model.forward_from(Input::FirstProduct(product.clone()));
-            (logits, Some(product))
-        }
-        Batch::Dense(images) => (model.forward(images.clone()), None),
-    };
+    let (config, idx) = (step.config, step.idx);
+    ad.seed(step_seed(config.seed, step.global_step));
+    let labels = labels_tensor(&step.train.labels, idx, ad);
+    let mut batch = Batch::new(&model, host, step.train, idx, ad);
+
+    let logits = batch.forward(&model, ad);
     let loss = cross_entropy(logits.clone(), labels.clone());
     let batch_correct = match config.train_metrics {
         TrainMetrics::Batch => Some(correct_count(logits.detach(), labels.clone())),
         TrainMetrics::Lecture => None,
     };
-    let mut grads = loss.backward();
-    let product_grad = product.and_then(|p| p.grad_remove(&mut grads));
-    let mut grads = GradientsParams::from_grads(grads, &model);
-    if let (Batch::Sparse(sparse, _), Some(product_grad)) = (&batch, product_grad) {
-        let width = product_grad.dims()[1];
-        let device = product_grad.device();
-        let product_grad = host_f32(product_grad.into_data());
-        let mut weight_grad = vec![0f32; IMAGE_PIXELS * width];
-        kernel::weight_gradient(sparse, &product_grad, width, &mut weight_grad);
-        let weight_grad = TensorData::new(weight_grad, [IMAGE_PIXELS, width]);
-        grads.register(
-            model.first_weight_id(),
-            Tensor::<2>::from_data(weight_grad, &device),
-        );
-    }
-    let before = diagnose.then(|| {
-        let images = match &batch {
-            Batch::Dense(images) => images.clone(),
-            Batch::Sparse(..) => images_tensor(&train.images, idx, ad),
-        };
+    let grads = batch.backward(loss.clone(), &model);
+    let before = step.diagnose.then(|| {
+        let images = batch.dense_images(step.train, idx, ad);
         diagnostics::before_update(&model, &grads, images.inner())
     });
     // The update outdates any host copy (on the dense path a test pass may have left one).
     *host = None;
-    let model = optim.step(lr, model, grads);
+    let model = optim.step(step.lr, model, grads);
     let layers = before.map(|b| b.after_update(&model));
 
     let (loss, correct) = match batch_correct {
         Some(correct) => (loss.inner(), correct.inner()),
         None => {
             let valid = model.valid();
-            // The first layer of the updated model, computed once for both lecture columns.
-            let input = match &batch {
-                Batch::Sparse(sparse, _) => {
-                    let updated = host.insert(valid.first_layer_host());
-                    valid.first_layer_from(sparse, updated, &ad.clone().inner())
-                }
-                Batch::Dense(images) => Input::Images(images.clone().inner()),
-            };
-            lecture_metrics(&valid, input, labels.inner(), config, global_step)
+            let input = batch.updated_input(&valid, host, ad);
+            lecture_metrics(&valid, input, labels.inner(), config, step.global_step)
         }
     };
     let train_loss: f32 = loss.into_scalar();
@@ -131,11 +88,116 @@ pub fn run_step(
     }
 }
 
-/// A step's images: their lit pixels for the first layer's kernels (with the model's first
-/// weight on the host), or Burn's dense tensor.
+/// A step's images: Burn's dense tensor, or — the fast path on the CPU ([`kernel::trains_on`]) —
+/// their lit pixels, from which the first layer's product and weight gradient are computed by
+/// [`kernel`] instead of Burn (with the model's first weight on the host, and the product once
+/// computed, to take its gradient from autodiff).
+// One a step, never in a collection: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Batch {
-    Sparse(SparseImages, HostWeights),
     Dense(Tensor<2>),
+    Sparse {
+        images: SparseImages,
+        weight: HostWeights,
+        product: Option<Tensor<2>>,
+    },
+}
+
+impl Batch {
+    fn new(
+        model: &Mlp,
+        host: &mut Option<FirstLayerHost>,
+        train: &Split,
+        idx: &[u32],
+        ad: &Device,
+    ) -> Batch {
+        if !kernel::trains_on(ad) {
+            return Batch::Dense(images_tensor(&train.images, idx, ad));
+        }
+        // Both wait on memory, mostly: side by side they take the time of one.
+        let (images, weight) = rayon::join(
+            || SparseImages::gather(&train.images, idx, IMAGE_PIXELS),
+            || match host.take() {
+                Some((w, _)) => w,
+                None => model.first_weight_host(),
+            },
+        );
+        Batch::Sparse {
+            images,
+            weight,
+            product: None,
+        }
+    }
+
+    /// The logits, tracked by autodiff.
+    fn forward(&mut self, model: &Mlp, ad: &Device) -> Tensor<2> {
+        match self {
+            Batch::Dense(images) => model.forward(images.clone()),
+            Batch::Sparse {
+                images,
+                weight,
+                product,
+            } => {
+                let rows = images.rows();
+                let mut values = vec![0f32; rows * weight.width()];
+                kernel::first_product(images, weight, &mut values);
+                let values = TensorData::new(values, [rows, weight.width()]);
+                let tracked = Tensor::from_data(values, ad).require_grad();
+                *product = Some(tracked.clone());
+                model.forward_from(Input::FirstProduct(tracked))
+            }
+        }
+    }
+
+    /// The gradients of `loss` for the optimizer; on the fast path autodiff stops at the first
+    /// product, and the first weight's gradient is computed from the lit pixels.
+    fn backward(&self, loss: Tensor<1>, model: &Mlp) -> GradientsParams {
+        let mut grads = loss.backward();
+        let Batch::Sparse {
+            images,
+            product: Some(product),
+            ..
+        } = self
+        else {
+            return GradientsParams::from_grads(grads, model);
+        };
+        let product_grad = product.grad_remove(&mut grads);
+        let mut params = GradientsParams::from_grads(grads, model);
+        if let Some(product_grad) = product_grad {
+            let width = product_grad.dims()[1];
+            let device = product_grad.device();
+            let product_grad = host_f32(product_grad.into_data());
+            let mut weight_grad = vec![0f32; IMAGE_PIXELS * width];
+            kernel::weight_gradient(images, &product_grad, width, &mut weight_grad);
+            let weight_grad = TensorData::new(weight_grad, [IMAGE_PIXELS, width]);
+            params.register(
+                model.first_weight_id(),
+                Tensor::<2>::from_data(weight_grad, &device),
+            );
+        }
+        params
+    }
+
+    /// The dense images (built only for the diagnostics on the fast path).
+    fn dense_images(&self, train: &Split, idx: &[u32], ad: &Device) -> Tensor<2> {
+        match self {
+            Batch::Dense(images) => images.clone(),
+            Batch::Sparse { .. } => images_tensor(&train.images, idx, ad),
+        }
+    }
+
+    /// The input of the updated model `valid` for the lecture's columns; on the fast path its
+    /// first layer, computed once for both columns from the weights read back into `host`,
+    /// which the test pass and the next step then use.
+    fn updated_input(&self, valid: &Mlp, host: &mut Option<FirstLayerHost>, ad: &Device) -> Input {
+        match self {
+            Batch::Dense(images) => Input::Images(images.clone().inner()),
+            Batch::Sparse { images, .. } => {
+                let updated = host.insert(valid.first_layer_host());
+                valid.first_layer_from(images, updated, &ad.clone().inner())
+            }
+        }
+    }
 }
 
 /// The lecture's train columns, on the step's batch after the update: the loss in training
