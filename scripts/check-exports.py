@@ -1,6 +1,6 @@
 """Recomputes a trained model's test accuracy from its exports, outside Rust, and compares it
 with `mnist-train eval` (within 1 image of 10,000): the safetensors file with a few lines of
-NumPy (the README's), the ONNX file with onnxruntime. Run by .ci/run.
+NumPy (the lines in docs/using-a-model.md), the ONNX file with onnxruntime. Run by .ci/run.
 
 usage: check-exports.py DATA_DIR EVAL_JSON MODEL.safetensors MODEL.onnx
 """
@@ -22,7 +22,7 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-# --- the README's lines: rebuild the network from the safetensors file -------------------
+# --- docs/using-a-model.md's lines: rebuild the network from the safetensors file ---------
 def forward(path, x):
     with safe_open(path, "np") as f:
         meta, t = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}

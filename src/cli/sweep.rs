@@ -35,7 +35,7 @@ pub enum SweepCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct SweepRunArgs {
-    /// Sweep file (JSON: base or base_config, grid, trials, seeds, name). See README § Sweeps.
+    /// Sweep file (JSON: base or base_config, grid, trials, seeds, name). See docs/sweeps.md.
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
 
