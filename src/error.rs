@@ -32,6 +32,23 @@ pub mod exit {
     /// Stopped because stdout's reader went away (`| head`), after writing a checkpoint: the
     /// code a shell shows for SIGPIPE (128 + 13).
     pub const OUTPUT_CLOSED: i32 = 141;
+
+    /// `--help`'s list of the codes above, each with what it means (the README's table says
+    /// the same at more length; `tests/docs.rs` holds the two to the same codes).
+    pub const HELP: &str = "\
+Exit codes:
+  0    success
+  1    other failure (cannot write the run directory, run directory in use)
+  2    bad command line or config (malformed JSON, unknown key, out-of-range value,
+       a --run-dir that already holds a run)
+  3    dataset missing, corrupt or not downloadable; predict: an input image unreadable
+       (the others are still classified)
+  4    checkpoint missing, corrupt or from another architecture
+  5    training diverged (NaN or infinite loss)
+  6    requested compute device unavailable (--backend wgpu: no GPU adapter fits --adapter)
+  130  stopped by SIGINT (Ctrl-C) after writing a checkpoint
+  141  stopped because stdout was closed (e.g. `| head`) after writing a checkpoint
+  143  stopped by SIGTERM after writing a checkpoint";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,3 +139,26 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    /// `--help` lists every code `exit` defines, and no other.
+    #[test]
+    fn the_help_lists_exactly_the_defined_exit_codes() {
+        let source = include_str!("error.rs");
+        let mut defined: Vec<i32> = source
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub const "))
+            .filter_map(|l| l.split_once(": i32 = "))
+            .map(|(_, v)| v.trim_end_matches(';').parse().unwrap())
+            .collect();
+        let mut listed: Vec<i32> = super::exit::HELP
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        defined.sort();
+        listed.sort();
+        assert_eq!(defined.len(), 10, "the constants were not found");
+        assert_eq!(listed, defined);
+    }
+}

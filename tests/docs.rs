@@ -174,3 +174,28 @@ fn the_checks_catch_a_wrong_flag_and_a_broken_link() {
     assert_eq!(link_targets(text), ["docs/missing.md"]);
     assert!(named_flags("see https://x.org/a--b and a—-dash").is_empty());
 }
+
+/// The README's table of exit codes has a row for each code `--help` lists, and no other.
+#[test]
+fn the_readme_lists_the_exit_codes_of_the_help() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table = readme
+        .split("## Exit codes")
+        .nth(1)
+        .expect("README has an exit codes section");
+    let mut in_readme: Vec<i32> = table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| cell.split('/').filter_map(|c| c.trim().parse().ok()))
+        .collect();
+    let mut in_help: Vec<i32> = mnist_train::error::exit::HELP
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    in_readme.sort();
+    in_help.sort();
+    assert_eq!(in_readme, in_help);
+}

@@ -16,20 +16,8 @@ use crate::backend::gpu::AdapterChoice;
 use crate::config::PartialConfig;
 use crate::data::{DataSource, DatasetName};
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0    success
-  1    other failure (cannot write the run directory, run directory in use)
-  2    bad command line or config (malformed JSON, unknown key, out-of-range value,
-       a --run-dir that already holds a run)
-  3    dataset missing, corrupt or not downloadable; predict: an input image unreadable
-       (the others are still classified)
-  4    checkpoint missing, corrupt or from another architecture
-  5    training diverged (NaN or infinite loss)
-  6    requested compute device unavailable (--backend wgpu: no GPU adapter fits --adapter)
-  130  stopped by SIGINT (Ctrl-C) after writing a checkpoint
-  141  stopped because stdout was closed (e.g. `| head`) after writing a checkpoint
-  143  stopped by SIGTERM after writing a checkpoint";
+/// The exit codes, as `error::exit` defines them.
+const EXIT_CODES: &str = crate::error::exit::HELP;
 
 /// Train the classic MNIST MLP (784→256→256→10, Adam) and see what activations, weight
 /// initialization, dropout and batch normalization do to it.
