@@ -1,8 +1,12 @@
 //! The first layer's weights on the host, in the blocked layout the loops read.
 
+use aligned_vec::{AVec, ConstAlign};
 use burn::tensor::TensorData;
 
 use super::*;
+
+/// f32s starting at a cache line (64 bytes).
+type Aligned = AVec<f32, ConstAlign<64>>;
 
 /// The first layer's weight matrix on the host, laid out for [`first_layer`]: in blocks of
 /// [`BLOCK`] columns, each block a contiguous `[pixels, BLOCK]` matrix starting at a 64-byte
@@ -13,22 +17,16 @@ use super::*;
 /// images in 6.8 ms against 8.4 ms from the row-major matrix, which itself was 20% slower
 /// still when 32 bytes off a cache line.
 pub struct HostWeights {
-    pub(super) lines: Vec<Line>,
+    pub(super) lines: Aligned,
     pub(super) rest: Vec<f32>,
     pub(super) pixels: usize,
     pub(super) d_out: usize,
 }
 
-/// 64 bytes at a 64-byte boundary. No crate in our tree offers an aligned `Vec`; this is all
-/// of one.
-#[repr(C, align(64))]
-#[derive(Clone, Copy)]
-pub(super) struct Line(pub(super) [f32; 16]);
-
 thread_local! {
     /// The last buffer dropped on this thread, for the next copy: a fresh 800 KB allocation is
     /// fresh pages, and faulting them in cost more than the copy.
-    static SPARE: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE: std::cell::RefCell<Option<Aligned>> = const { std::cell::RefCell::new(None) };
 }
 
 impl HostWeights {
@@ -36,9 +34,11 @@ impl HostWeights {
     pub fn new(values: &[f32], pixels: usize, d_out: usize) -> Self {
         assert_eq!(values.len(), pixels * d_out, "weight shape");
         let blocks = d_out / BLOCK;
-        let mut lines = SPARE.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
+        let mut lines = SPARE
+            .with(|spare| spare.borrow_mut().take())
+            .unwrap_or_else(|| Aligned::new(64));
         lines.clear();
-        lines.resize((blocks * pixels * BLOCK).div_ceil(16), Line([0.0; 16]));
+        lines.resize(blocks * pixels * BLOCK, 0.0);
         let mut weights = Self {
             lines,
             rest: Vec::with_capacity(pixels * (d_out - blocks * BLOCK)),
@@ -66,21 +66,11 @@ impl HostWeights {
     }
 
     pub(super) fn all_blocks(&self) -> &[f32] {
-        // SAFETY: `Line` is `repr(C)` over 16 f32s with no padding, so `lines` is
-        // `16 * lines.len()` contiguous, initialized f32s.
-        unsafe {
-            std::slice::from_raw_parts(self.lines.as_ptr().cast::<f32>(), self.lines.len() * 16)
-        }
+        self.lines.as_slice()
     }
 
     pub(super) fn blocks_mut(&mut self) -> &mut [f32] {
-        // SAFETY: as in `all_blocks`.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.lines.as_mut_ptr().cast::<f32>(),
-                self.lines.len() * 16,
-            )
-        }
+        self.lines.as_mut_slice()
     }
 
     /// Output width.
@@ -91,8 +81,9 @@ impl HostWeights {
 
 impl Drop for HostWeights {
     fn drop(&mut self) {
-        let lines = std::mem::take(&mut self.lines);
-        SPARE.with(|spare| *spare.borrow_mut() = lines);
+        // An empty AVec allocates nothing.
+        let lines = std::mem::replace(&mut self.lines, Aligned::new(64));
+        SPARE.with(|spare| *spare.borrow_mut() = Some(lines));
     }
 }
 
