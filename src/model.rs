@@ -99,12 +99,7 @@ impl Mlp {
 
     /// Logits `[batch, 10]` for images `[batch, 784]` scaled to [0, 1].
     pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
-        self.forward_with(
-            Input::Images(images),
-            |norm, x| norm.forward(x),
-            |dropout, x| dropout.forward(x),
-            None,
-        )
+        self.forward_from(Input::Images(images))
     }
 
     /// Logits from `input` ([`Input`]: the images, or the first dense layer's product computed
