@@ -46,8 +46,8 @@ impl Backend {
     /// layer's kernels, Adam). Forked from a pool thread, a fork is a push onto that thread's
     /// own queue, which the other thread steals; forked from any other thread, each one is
     /// handed over and its caller put to sleep until it is done, two trips through the
-    /// scheduler. Measured on 2 cores: a training epoch took 0.66–0.72 s on the pool against
-    /// 0.80–0.90 s from the main thread (`bench`, alternating runs).
+    /// scheduler. A training epoch is faster on the pool than from the main thread (`bench`,
+    /// alternating runs; docs/speed.md).
     pub fn run_on_pool<R: Send>(self, work: impl FnOnce() -> R + Send) -> R {
         match self {
             Backend::Flex | Backend::Ndarray => rayon::scope(|_| work()),
@@ -123,7 +123,8 @@ pub fn cores() -> usize {
 }
 
 /// Refuses thread counts of 0 or far beyond the machine's cores: past a few per core, threads
-/// only add scheduling and synchronization (1,000 threads took 9 s for 3 steps on 2 cores).
+/// only add scheduling and synchronization (1,000 threads on 2 cores made training crawl;
+/// docs/speed.md).
 pub fn check_threads(threads: usize) -> Result<()> {
     let max = MAX_THREADS_PER_CORE * cores();
     if threads == 0 || threads > max {
@@ -146,8 +147,8 @@ const MAX_THREADS_PER_CORE: usize = 8;
 /// Makes the C allocator keep the memory of freed large buffers for the next ones instead of
 /// returning it to the system. Burn allocates and frees a buffer per tensor operation; glibc
 /// hands out blocks of 128 KB and more as fresh pages, and faulting an 800 KB weight matrix's
-/// pages in again cost more than the operation (measured: reading the first layer's weights back
-/// took 0.8 ms instead of 0.04). Memory the process has used stays its own, up to its peak.
+/// pages in again cost more than the operation (reading the first layer's weights back took many
+/// times as long; docs/speed.md). Memory the process has used stays its own, up to its peak.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only sets allocator parameters; called before the threads start.

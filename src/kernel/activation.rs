@@ -1,7 +1,7 @@
 //! The hidden layers' activations of an inference pass on the CPU, vectorized.
 //!
 //! Burn's CPU backends compute tanh and sigmoid with one call to the C library per value
-//! (12 and 5 ns each, measured on a Zen 4), and elu and selu as five passes around such an
+//! (docs/speed.md has the cost of each), and elu and selu as five passes around such an
 //! `exp`: a 10,000-image test pass of a tanh net spent twice as long in tanh as in everything
 //! else. Here each is a loop of plain arithmetic that the compiler vectorizes (16 values at a
 //! time with AVX-512), around a polynomial `exp` (Cephes' `expf`, within 2 ulp). No crate in our
@@ -43,11 +43,12 @@ pub struct ActivationFn {
 impl ActivationFn {
     /// For the activations built on `exp`, on the CPU: the same function vectorized on the
     /// host ([`crate::kernel::activation`]), several times faster than the CPU backends'.
-    /// Burn's relu and leaky relu work in place and are as fast as the host's there: measured,
-    /// the round trip through the host made a relu test pass 7% slower.
+    /// Burn's relu and leaky relu work in place and are as fast as the host's there: the round
+    /// trip through the host made a relu test pass slower (docs/speed.md).
     /// In training (autodiff tracks `x`), on flex, every activation but relu takes its values
     /// and derivative from the host: Burn's leaky relu costs several passes forward and back
-    /// (a leaky relu epoch took 1.35× a relu one, now 1.05×). Elsewhere Burn's activation.
+    /// (with Burn's, a leaky relu epoch took clearly longer than a relu one; from the host, about
+    /// as long: docs/speed.md). Elsewhere Burn's activation.
     pub fn apply_any(&self, x: Tensor<2>) -> Tensor<2> {
         let exp_based = !matches!(self.kind, Activation::Relu | Activation::LeakyRelu);
         let tracked = x.is_autodiff();

@@ -5,7 +5,7 @@ use super::*;
 
 /// What the first layer's loop does with each output before storing it: nothing, or the
 /// hidden layer's relu or leaky relu, when no batchnorm comes between (inference only). That
-/// saves a pass over the outputs: about 3% of a test pass.
+/// saves a pass over the outputs (docs/speed.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Then {
     Store,
@@ -89,9 +89,8 @@ pub(super) fn first_layer_on(
 
 /// `out = images · w` without a bias, for training: each output is summed from zero over the
 /// image's lit pixels in increasing order, one multiply-add each. Burn's dense product splits
-/// the 784 terms into blocks (on the Zen 4 measured, most outputs differ in the last bits from
-/// this sum), so training is not bit-identical to the dense path's; the order here is fixed,
-/// so a run repeats exactly.
+/// the 784 terms into blocks (most outputs differ in the last bits from this sum), so training
+/// is not bit-identical to the dense path's; the order here is fixed, so a run repeats exactly.
 pub fn first_product(images: &SparseImages, w: &HostWeights, out: &mut [f32]) {
     let zero = vec![0.0; w.d_out];
     let path = KernelPath::detect();
@@ -100,7 +99,8 @@ pub fn first_product(images: &SparseImages, w: &HostWeights, out: &mut [f32]) {
 
 // The loops' compiled versions are written out one function each. A generic trampoline taking
 // the loop as a closure (`with_avx512(|| rows::<true>(…))`) compiled the closure without the
-// features: fused multiply-adds became library calls and a test pass took 465 ms, not 14.
+// features: fused multiply-adds became library calls and a test pass ran over 30× slower
+// (docs/speed.md).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn rows_avx512(
@@ -130,9 +130,8 @@ pub(super) unsafe fn rows_avx2(
 /// The loop in two halves ([`Sums::TwoHalves`]), with AVX-512: per image and block of
 /// [`BLOCK`] outputs, two sums of two registers each, over the first and the second half of
 /// the image's lit pixels. Written with intrinsics because the compiler kept two arrays of
-/// accumulators in memory, not in registers (a test pass 3× slower). Measured on a Zen 4: the
-/// first layer of a 10k test pass in 6.1–6.6 ms against 6.8–7.6 ms in pixel order, the pass
-/// 4% faster.
+/// accumulators in memory, not in registers (a test pass 3× slower). Faster than one sum in
+/// pixel order, in the first layer and over the whole test pass (docs/speed.md).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn halves_avx512(
@@ -189,8 +188,8 @@ pub(super) unsafe fn halves_avx512(
 }
 
 /// [`halves_avx512`] with AVX2: two sums of four registers each. Written out beside it rather
-/// than sharing a generic frame with a closure for the sums: that version compiled slower for
-/// AVX-512 (the first layer of a test pass in 6.5 ms against 6.0–6.1, measured side by side).
+/// than sharing a generic frame with a closure for the sums: that version compiled to slower
+/// code for AVX-512, timed side by side (docs/speed.md).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn halves_avx2(
@@ -252,13 +251,12 @@ pub(super) unsafe fn halves_avx2(
 /// where the CPU has one (elsewhere `mul_add` would be a slow library call).
 ///
 /// Per image and block of outputs, the rows of W1 for its lit pixels stream from L2: one
-/// cache line per two multiply-adds (AVX-512), which bounds this loop. Tried on a Zen 4 and
-/// no faster: four accumulator chains per image in pixel order (the same; evaluation's two
-/// halves, [`halves_avx512`], gain 9%), software prefetch of the rows ahead (20% slower),
-/// merging neighbouring
-/// images' lists so that one load serves two images (a quarter fewer loads, half again as many
-/// multiply-adds: 9% slower), and regrouping a few dozen images by pixel (the accumulators
-/// leave the registers).
+/// cache line per two multiply-adds (AVX-512), which bounds this loop. Tried and no faster:
+/// four accumulator chains per image in pixel order (the same; evaluation's two halves,
+/// [`halves_avx512`], do gain), software prefetch of the rows ahead (slower), merging
+/// neighbouring images' lists so that one load serves two images (a quarter fewer loads, half
+/// again as many multiply-adds: slower), and regrouping a few dozen images by pixel (the
+/// accumulators leave the registers). Figures in docs/speed.md.
 #[inline(always)]
 pub(super) fn rows<const FUSED: bool>(
     images: &SparseImages,

@@ -22,7 +22,8 @@ pub(super) fn weight_gradient_on(
     assert_eq!(grad.len(), images.rows() * d_out, "gradient shape");
     assert_eq!(out.len(), pixels * d_out, "output shape");
     // Each task takes a band of pixels and builds its own part of the batch by pixel, so that
-    // this index is built on both threads too (on one it took 50 µs of the gradient's 200).
+    // this index is built on both threads too (on one it was a good part of the gradient's
+    // time; docs/speed.md).
     let pixels_per_task = 56;
     out.par_chunks_mut(pixels_per_task * d_out)
         .enumerate()

@@ -17,7 +17,7 @@
 //!
 //! Hand-written because no crate has this shape: generic CSR × dense products (`sprs`, or
 //! PyTorch's) walk one output column at a time or do not vectorize for the CPU they run on,
-//! and measured no faster than the dense product. Here the accumulators of a block of 64
+//! and were no faster than the dense product. Here the accumulators of a block of 64
 //! outputs stay in registers across an image's lit pixels, and the loops are compiled three
 //! times — AVX-512, AVX2 + FMA, and portable — with the one to run chosen when the program
 //! starts from what the CPU reports (no build flag for the user's CPU). On 64-bit ARM (Apple
@@ -51,8 +51,8 @@ pub use weights::{HostWeights, host_f32};
 use {cpu::*, first_layer::*, gradient::*, sparse::*, weights::*};
 
 /// Outputs of the first layer accumulated at once: 32 floats are 2 AVX-512 or 4 AVX2
-/// registers. Measured on a Zen 4 with W1 in blocks ([`HostWeights`]): 32 columns 6.8 ms for
-/// 10k images, 64 columns 7.6, 128 columns 7.9, 16 columns 12.4.
+/// registers. With W1 in blocks ([`HostWeights`]), 32 columns were faster than 16, 64 or 128
+/// (docs/speed.md).
 const BLOCK: usize = 32;
 
 /// Outputs of the weight gradient accumulated at once: 64 floats, 4 AVX-512 registers.

@@ -89,8 +89,8 @@ pub fn runs_on(device: &Device) -> bool {
 
 /// Whether training steps on `device` take the first layer's product and weight gradient from
 /// [`first_product`] and [`weight_gradient`]: on Burn's flex backend. The ndarray backend reads
-/// a weight matrix back in 5.5 ms (flex: 0.04 ms), which a step would pay twice for the 0.5 ms
-/// the kernels save.
+/// a weight matrix back far slower than flex, and a step would pay that twice: more than the
+/// kernels save (docs/speed.md).
 pub fn trains_on(device: &Device) -> bool {
     #[cfg(feature = "flex")]
     {

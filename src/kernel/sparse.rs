@@ -42,8 +42,7 @@ impl SparseImages {
         let image = |i: &u32| &images[*i as usize * pixels..(*i as usize + 1) * pixels];
         // A batch is scattered over the 47 MB training set, so reading it one image after the
         // other waits on memory for each. Asking for all its cache lines first lets them
-        // arrive together: 128 images in 70 µs instead of 86 on a Zen 4 (33 µs when they
-        // are in the cache already).
+        // arrive together, the waits overlapping (docs/speed.md).
         #[cfg(target_arch = "x86_64")]
         for i in indices {
             for line in image(i).chunks(64) {
@@ -72,8 +71,8 @@ impl SparseImages {
         let (mut at, mut lit_value) = (vec![0u16; pixels], vec![0f32; pixels]);
         for image in images {
             // 16 pixels at a time: a mask of the lit ones from one vector compare, then one
-            // step per lit pixel. Most chunks are dark and skipped. Measured on a Zen 4, 128
-            // images already in the cache: 33 µs, against 59 µs with a branch per pixel.
+            // step per lit pixel. Most chunks are dark and skipped: faster than a branch per
+            // pixel (docs/speed.md).
             let mut n = 0;
             for (c, chunk) in image.chunks(16).enumerate() {
                 let mut lit = lit_mask(chunk);

@@ -13,9 +13,8 @@ type Aligned = AVec<f32, ConstAlign<64>>;
 /// boundary, then the columns past the last whole block (row-major).
 ///
 /// An image's lit pixels come in runs of neighbours along its strokes; in blocks, their rows
-/// are neighbours in memory too, which the CPU's prefetchers follow. Measured on a Zen 4: 10k
-/// images in 6.8 ms against 8.4 ms from the row-major matrix, which itself was 20% slower
-/// still when 32 bytes off a cache line.
+/// are neighbours in memory too, which the CPU's prefetchers follow: faster than the row-major
+/// matrix, which itself was slower still when 32 bytes off a cache line (docs/speed.md).
 pub struct HostWeights {
     pub(super) lines: Aligned,
     pub(super) rest: Vec<f32>,

@@ -2,8 +2,8 @@
 //!
 //! Burn's Adam (`burn::optim::Adam`) updates a parameter in thirteen tensor operations (scale
 //! and add each moment, square, square root, divide, scale, subtract), each a pass over the
-//! tensor into a new buffer. On the CPU that took 0.5 ms of a 2.6 ms training step for the
-//! lecture's 270k parameters, measured on a Zen 4. Burn has no fused Adam for its CPU backends,
+//! tensor into a new buffer. On the CPU that was a sizeable part of a training step for the
+//! lecture's 270k parameters (docs/speed.md). Burn has no fused Adam for its CPU backends,
 //! so this does the same arithmetic in one loop: the same operations in the same order, each
 //! rounded to f32 as Burn rounds it, so the weights and moments are bit-identical to Burn's
 //! (tested). The state is Burn's own `AdamState`, so checkpoints do not change either.
