@@ -52,6 +52,40 @@ pub fn write_dataset(root: &Path, n_train: usize, n_test: usize) -> PathBuf {
     dir
 }
 
+/// A toy MNIST of 640 training images (20 steps of 32 per epoch) and 200 test images, in a
+/// temporary directory that is also the data directory.
+pub fn setup() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dataset(tmp.path(), 640, 200);
+    let data = tmp.path().to_path_buf();
+    (tmp, data)
+}
+
+/// A path as the `&str` an argument list wants.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Whether this runs under CI, where a test that lacks what it needs fails instead of
+/// skipping (`CI` set, and not empty or `false`).
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+}
+
+/// The real datasets beside the checkout (`../shared/data`), or `None` after saying the test
+/// is skipped; under CI their absence fails the test `what` names.
+pub fn shared_data(what: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if dir.join("mnist").is_dir() {
+        return Some(dir);
+    }
+    if under_ci() {
+        panic!("CI must run {what}, but {} is missing", dir.display());
+    }
+    eprintln!("skipped: real MNIST not found at {}", dir.display());
+    None
+}
+
 /// The binary with a clean environment: data from `data_dir`, runs inside `cwd`.
 pub fn bin(cwd: &Path, data_dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("mnist-train").unwrap();

@@ -1,15 +1,9 @@
 //! Optimizers and learning-rate schedules: each optimizer learns, and the `lr` recorded per
 //! step follows the schedule's formula.
 
-mod common;
-
 use std::path::Path;
 
-use common::{bin, metrics, summary, write_dataset};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::common::{bin, metrics, s, summary, write_dataset};
 
 /// Every optimizer, at a learning rate usual for it, learns the toy problem in one short
 /// epoch (2,000 images at batch 32: 62 steps).

@@ -2,15 +2,13 @@
 //! the documented exit code (never a panic); Ctrl-C / SIGTERM stop gracefully and resume; two
 //! trainers never share a run directory.
 
-mod common;
-
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{metrics, summary, write_dataset};
+use crate::common::{metrics, summary, write_dataset};
 use mnist_train::data::idx::{encode_images, encode_labels};
 use mnist_train::train::checkpoint;
 

@@ -1,25 +1,16 @@
 //! End-to-end behaviour of the binary on generated IDX files.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::{
-    assert_resume_is_exact, bin, final_weights, metrics, summary, without_time, write_dataset,
+use crate::common::{
+    assert_resume_is_exact, bin, final_weights, metrics, setup, summary, without_time,
+    write_dataset,
 };
 use mnist_train::config::ExperimentConfig;
 use mnist_train::model::Mlp;
 use mnist_train::train::checkpoint;
 use predicates::prelude::*;
-
-/// 640 training images at batch 32 = 20 steps per epoch.
-fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    write_dataset(tmp.path(), 640, 200);
-    let data = tmp.path().to_path_buf();
-    (tmp, data)
-}
 
 fn small_run<'a>(cmd: &'a mut assert_cmd::Command, run: &Path) -> &'a mut assert_cmd::Command {
     cmd.args(["--init", "he", "--batch-size", "32", "--hidden", "64,32"])

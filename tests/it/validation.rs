@@ -1,16 +1,9 @@
 //! Honest model selection: a validation split held out of training, the best model chosen on
 //! it, and early stopping that watches it.
 
-mod common;
-
-use std::path::Path;
 use std::time::Duration;
 
-use common::{bin, metrics, summary, write_dataset};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::common::{bin, metrics, s, summary, write_dataset};
 
 #[test]
 fn early_stopping_stops_on_validation_and_keeps_the_model_chosen_there() {

@@ -1,12 +1,10 @@
 //! `mnist-train sweep` end to end on generated IDX files: tables, skipping finished trials,
 //! sharding, failures and error messages.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::{bin, write_dataset};
+use crate::common::bin;
 use predicates::prelude::*;
 
 /// 2 inits × 2 seeds = 4 trials of 20 steps (640 images, batch 32) on a 16-unit net.
@@ -18,10 +16,8 @@ const TINY: &str = r#"{
 }"#;
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    write_dataset(tmp.path(), 640, 200);
+    let (tmp, data) = crate::common::setup();
     fs::write(tmp.path().join("tiny.json"), TINY).unwrap();
-    let data = tmp.path().to_path_buf();
     (tmp, data)
 }
 

@@ -2,9 +2,7 @@
 //! `wgpu` feature, or with a malformed `--adapter`. The no-adapter case needs the feature and
 //! lives in tests/wgpu.rs.
 
-mod common;
-
-use common::bin;
+use crate::common::bin;
 use predicates::prelude::*;
 
 /// The default build has no wgpu: asking for it names the feature to rebuild with (exit 2),

@@ -1,25 +1,11 @@
 //! Resuming runs: which config changes a resume accepts, what a run remembers (its data
 //! directory, its last train loss), and damaged checkpoints.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{assert_resume_is_exact, bin, metrics, summary, write_dataset};
-
-/// 640 toy training images at batch 32: 20 steps per epoch.
-fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    write_dataset(tmp.path(), 640, 200);
-    let data = tmp.path().to_path_buf();
-    (tmp, data)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::common::{assert_resume_is_exact, bin, metrics, s, setup, summary};
 
 /// A run of the small net for `epochs`, paused (with a checkpoint) after `steps` steps.
 fn paused_run(cwd: &Path, data: &Path, run: &Path, epochs: usize, steps: usize) {

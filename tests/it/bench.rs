@@ -1,9 +1,7 @@
 //! `mnist-train bench` runs on a tiny generated dataset and reports sane numbers. No timing
 //! thresholds: speed targets belong in the benchmark's output, not in tests.
 
-mod common;
-
-use common::{bin, write_dataset};
+use crate::common::{bin, write_dataset};
 
 #[test]
 fn bench_reports_every_measurement_for_each_backend() {

@@ -2,16 +2,10 @@
 //! steps `--diagnostics-every` names, in TensorBoard and the plots, and changing nothing about
 //! training.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{bin, final_weights, metrics, write_dataset};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::common::{bin, final_weights, metrics, s, write_dataset};
 
 /// 640 toy images at batch 32: 20 steps per epoch; 2 epochs.
 fn train(cwd: &Path, data: &Path, run: &Path, extra: &[&str]) -> String {

@@ -12,13 +12,11 @@
 //! first run on a machine pays for tuning.
 #![cfg(feature = "wgpu")]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use crate::common::{bin, final_weights, metrics, shared_data, summary, under_ci};
 use assert_cmd::Command;
-use common::{bin, final_weights, metrics, summary};
 use mnist_train::backend::gpu::{self, AdapterChoice};
 use predicates::prelude::*;
 
@@ -37,10 +35,6 @@ const SAME_START_FLIPS: f64 = 3.0;
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn under_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
 }
 
 /// The `--adapter` the tests train on, or `None` (skip) when the machine has none.
@@ -68,21 +62,6 @@ fn adapter() -> Option<&'static str> {
             }
         })
         .as_deref()
-}
-
-fn shared_data() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    if dir.join("mnist").is_dir() {
-        return Some(dir);
-    }
-    if under_ci() {
-        panic!(
-            "CI must run the wgpu tests on real MNIST, but {} is missing",
-            dir.display()
-        );
-    }
-    eprintln!("skipped: real MNIST not found at {}", dir.display());
-    None
 }
 
 /// The binary on `backend` (`wgpu` on the test adapter, or a CPU backend), real data, offline;
@@ -148,7 +127,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn trains_on_wgpu_like_on_the_cpu() {
-    let (Some(_), Some(data)) = (adapter(), shared_data()) else {
+    let (Some(_), Some(data)) = (adapter(), shared_data("the wgpu tests on real MNIST")) else {
         return;
     };
     let _serial = serial();
@@ -206,7 +185,7 @@ fn trains_on_wgpu_like_on_the_cpu() {
 /// the CPU (and the other way round); from the same start both backends end in the same place.
 #[test]
 fn checkpoints_move_between_cpu_and_wgpu() {
-    let (Some(_), Some(data)) = (adapter(), shared_data()) else {
+    let (Some(_), Some(data)) = (adapter(), shared_data("the wgpu tests on real MNIST")) else {
         return;
     };
     let _serial = serial();
@@ -261,7 +240,7 @@ fn checkpoints_move_between_cpu_and_wgpu() {
 /// An interrupted wgpu run resumed on wgpu ends where an uninterrupted one does.
 #[test]
 fn resume_on_wgpu_matches_an_uninterrupted_run() {
-    let (Some(_), Some(data)) = (adapter(), shared_data()) else {
+    let (Some(_), Some(data)) = (adapter(), shared_data("the wgpu tests on real MNIST")) else {
         return;
     };
     let _serial = serial();
@@ -305,7 +284,7 @@ fn resume_on_wgpu_matches_an_uninterrupted_run() {
 /// default), and nothing else is left in the working directory.
 #[test]
 fn autotune_cache_stays_out_of_the_working_directory() {
-    let (Some(_), Some(data)) = (adapter(), shared_data()) else {
+    let (Some(_), Some(data)) = (adapter(), shared_data("the wgpu tests on real MNIST")) else {
         return;
     };
     let _serial = serial();
@@ -409,7 +388,8 @@ fn no_adapter_is_a_clear_error() {
 /// `bench --backends wgpu` measures the GPU too, its child on the chosen adapter.
 #[test]
 fn bench_measures_wgpu() {
-    let (Some(adapter), Some(data)) = (adapter(), shared_data()) else {
+    let (Some(adapter), Some(data)) = (adapter(), shared_data("the wgpu tests on real MNIST"))
+    else {
         return;
     };
     let _serial = serial();
