@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod model;
 pub mod output;
 pub mod protobuf;
+pub mod report;
 pub mod run;
 pub mod signals;
 pub mod sweep;

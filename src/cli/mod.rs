@@ -64,6 +64,12 @@ pub enum Command {
     /// Write a checkpoint's model as safetensors (PyTorch's names and layout) or ONNX.
     #[command(after_help = EXIT_CODES)]
     Export(Box<ExportArgs>),
+    /// Write report.html into a run or sweep directory: one self-contained page (no network,
+    /// no other file) with the config, results, curves, diagnostics and, after `eval`, the
+    /// confusion matrix; for a sweep the results table, the charts and links to each run's
+    /// page. Prints the page's path. `train`, `eval` and `sweep` write it at their end too.
+    #[command(after_help = EXIT_CODES)]
+    Report(ReportArgs),
     /// Print a shell completion script to stdout, e.g.
     /// `mnist-train completions bash > ~/.local/share/bash-completion/completions/mnist-train`.
     Completions(CompletionsArgs),
@@ -128,6 +134,13 @@ pub struct ExportArgs {
     /// The file to write.
     #[arg(long, short, value_name = "FILE")]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A run directory (runs/<name>) or a sweep directory (runs/sweep-<name>).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -217,6 +230,10 @@ pub struct TrainArgs {
     /// No per-step lines; only the final summary.
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Do not write report.html into the run directory at the end.
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 /// How the computation runs; none of these change the results' definition.
@@ -275,9 +292,14 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Directory for `confusion.svg/.png` and `mistakes.png` [default: the run directory].
+    /// Directory for `confusion.svg/.png`, `mistakes.png` and `eval.json` [default: the run
+    /// directory].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+
+    /// Do not refresh the run's report.html.
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 #[derive(Debug, Clone, Args)]

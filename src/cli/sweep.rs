@@ -71,6 +71,11 @@ pub struct SweepRunArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Do not write report.html into the sweep directory at the end (each trial's run still
+    /// writes its own, which the sweep's page links to).
+    #[arg(long)]
+    pub no_report: bool,
+
     #[command(flatten)]
     pub data: DataArgs,
 

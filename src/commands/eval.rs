@@ -1,6 +1,7 @@
 //! `mnist-train eval`: accuracy, loss, per-class accuracy and the confusion matrix of a saved
 //! checkpoint on the whole test set (unless `--test-limit`), with a confusion heatmap and the
-//! most confident mistakes drawn beside the run.
+//! most confident mistakes drawn beside the run, and the numbers kept there as `eval.json`
+//! for the run's report.
 
 use burn::module::Module;
 
@@ -8,6 +9,7 @@ use crate::cli::EvalArgs;
 use crate::data::batcher::ResidentSet;
 use crate::error::Result;
 use crate::output::{plot, tables};
+use crate::run::eval::{EVAL_FILE, EvalRecord, MistakeRecord};
 use crate::train::evaluate::evaluate_report;
 
 /// Mistakes drawn in `mistakes.png`: a 5 × 5 grid.
@@ -66,22 +68,47 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     }
 
+    let record = EvalRecord {
+        checkpoint: ckpt.dir.display().to_string(),
+        dataset: config.dataset,
+        step: ckpt.state.global_step,
+        accuracy: result.accuracy,
+        loss: result.loss,
+        images: result.images,
+        per_class_accuracy: report
+            .per_class_accuracy()
+            .into_iter()
+            .map(|a| a.is_finite().then_some(a))
+            .collect(),
+        confusion_matrix: report.confusion.iter().map(|r| r.to_vec()).collect(),
+        class_names: names.iter().map(|n| n.to_string()).collect(),
+        test_accuracy: result.accuracy,
+        test_loss: result.loss,
+        test_images: result.images,
+        mistakes: report
+            .mistakes
+            .iter()
+            .map(|m| MistakeRecord {
+                index: m.index,
+                label: m.label,
+                predicted: m.predicted,
+                probability: m.probability,
+            })
+            .collect(),
+    };
+    // Beside the plots, so that the run's report shows this evaluation without running it
+    // again; like the plots, a failure is a warning.
+    if out.is_dir() {
+        match record.write(&out) {
+            Ok(()) => written.push(out.join(EVAL_FILE)),
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+
     if args.json {
-        let json = serde_json::json!({
-            "checkpoint": ckpt.dir.display().to_string(),
-            "dataset": config.dataset,
-            "step": ckpt.state.global_step,
-            "accuracy": result.accuracy,
-            "loss": result.loss,
-            "images": result.images,
-            "per_class_accuracy": report.per_class_accuracy(),
-            "confusion_matrix": report.confusion,
-            "class_names": names,
-            // The names `eval` has always printed, for scripts written against them.
-            "test_accuracy": result.accuracy,
-            "test_loss": result.loss,
-            "test_images": result.images,
-        });
+        let mut json = serde_json::to_value(record).expect("an eval record serializes");
+        // eval.json's list, not part of what `eval --json` has always printed.
+        json.as_object_mut().map(|o| o.remove("mistakes"));
         crate::outln!("{json}");
     } else {
         crate::outln!(
@@ -103,6 +130,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
         eprintln!("wrote {} in {}", files.join(", "), out.display());
+    }
+    if !args.no_report {
+        super::report::after_command(&super::run_of(&args.checkpoint));
     }
     Ok(())
 }

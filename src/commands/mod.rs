@@ -7,6 +7,7 @@ pub mod download;
 pub mod eval;
 pub mod export;
 pub mod predict;
+pub mod report;
 pub mod sweep;
 pub mod train;
 
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Sweep(args)) => sweep::run(*args),
         Some(Command::Predict(args)) => predict::run(*args),
         Some(Command::Export(args)) => export::run(*args),
+        Some(Command::Report(args)) => report::run(args),
         Some(Command::Completions(args)) => completions::completions(args.shell),
         Some(Command::Man) => completions::man(),
     }

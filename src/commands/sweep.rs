@@ -32,10 +32,19 @@ fn write_report(dir: &std::path::Path, report: &results::SweepReport) -> Result<
 
 fn report_only(dir: &std::path::Path) -> Result<()> {
     let report = results::build(dir)?;
-    let written = write_report(dir, &report)?;
+    let mut written = write_report(dir, &report)?;
+    page(dir, &report, &mut written);
     crate::outln!("{}", report.markdown());
     print_written(&written);
     Ok(())
+}
+
+/// The sweep's report.html; a page that cannot be written is a warning, not a failed sweep.
+fn page(dir: &std::path::Path, report: &results::SweepReport, written: &mut Vec<PathBuf>) {
+    match crate::report::write_sweep(dir, Some(report)) {
+        Ok(path) => written.push(path),
+        Err(e) => eprintln!("warning: no report: {e}"),
+    }
 }
 
 fn print_written(paths: &[PathBuf]) {
@@ -178,7 +187,10 @@ fn run_sweep(args: SweepRunArgs) -> Result<()> {
     let outcomes = runner::run(&out, &mine, &opts, &stop)?;
 
     let report = results::build(&out)?;
-    let written = write_report(&out, &report)?;
+    let mut written = write_report(&out, &report)?;
+    if !args.no_report {
+        page(&out, &report, &mut written);
+    }
     crate::outln!("{}", report.markdown());
     print_written(&written);
 

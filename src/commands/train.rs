@@ -117,6 +117,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             config.activation,
             fused_adam,
         )),
+        cpu: run::cpu_model(),
+        backend: Some(backend.name().to_string()),
+        threads: Some(rayon::current_num_threads()),
     })?;
 
     let mut reporter: Box<dyn Reporter> = if args.json {
@@ -145,6 +148,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 "stopped after {global_step} steps (--max-steps); checkpoint saved. Resume \
                  with: {resume_command}"
             );
+            if !args.no_report {
+                super::report::after_command(&run.path);
+            }
             return Ok(());
         }
     };
@@ -178,5 +184,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         crate::outln!("{line}");
     }
     plot::after_run(&run.path);
+    if !args.no_report {
+        super::report::after_command(&run.path);
+    }
     Ok(())
 }

@@ -26,84 +26,73 @@ pub fn after_run(run: &Path) {
     }
 }
 
-/// Per-layer diagnostics of one run (gradient norm per layer on a log scale, the hidden
-/// layers' output spread and their dead or saturated share), read from its `metrics.jsonl`.
-/// No paths when the run took no diagnostics.
-pub fn run_diagnostics(run: &Path) -> Result<Vec<PathBuf>, String> {
-    #[cfg(feature = "plots")]
-    {
-        draw::run_diagnostics(run)
-    }
-    #[cfg(not(feature = "plots"))]
-    {
-        let _ = run;
-        Ok(Vec::new())
-    }
+/// Whether this build draws charts (the `plots` feature): the report says so when it does not.
+pub const ENABLED: bool = cfg!(feature = "plots");
+
+/// Each public chart function forwards to `draw` when built with `plots`, and otherwise draws
+/// nothing and returns `$empty`: one pattern instead of a pair of cfg blocks per function.
+macro_rules! charts {
+    ($($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $empty:expr;)*) => {$(
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(feature = "plots")]
+            {
+                draw::$name($($arg),*)
+            }
+            #[cfg(not(feature = "plots"))]
+            {
+                let _ = ($($arg,)*);
+                $empty
+            }
+        }
+    )*};
 }
 
-/// Learning curves of one run (train loss, train accuracy and test accuracy vs step), read from
-/// its `metrics.jsonl`.
-pub fn run_curves(run: &Path) -> Result<Vec<PathBuf>, String> {
-    #[cfg(feature = "plots")]
-    {
-        draw::run_curves(run)
-    }
-    #[cfg(not(feature = "plots"))]
-    {
-        let _ = run;
-        Ok(Vec::new())
-    }
-}
+charts! {
+    /// Per-layer diagnostics of one run (gradient norm per layer on a log scale, the hidden
+    /// layers' output spread and their dead or saturated share), read from its `metrics.jsonl`.
+    /// No paths when the run took no diagnostics.
+    pub fn run_diagnostics(run: &Path) -> Result<Vec<PathBuf>, String> = Ok(Vec::new());
 
-/// `accuracy-vs-step.{svg,png}` and `final-accuracy.{svg,png}` of a sweep.
-pub fn sweep_plots(dir: &Path, report: &SweepReport) -> Result<Vec<PathBuf>, String> {
-    #[cfg(feature = "plots")]
-    {
-        draw::sweep_plots(dir, report)
-    }
-    #[cfg(not(feature = "plots"))]
-    {
-        let _ = (dir, report);
-        Ok(Vec::new())
-    }
-}
+    /// Learning curves of one run (train loss, train accuracy, test and validation accuracy
+    /// and loss vs step), read from its `metrics.jsonl`.
+    pub fn run_curves(run: &Path) -> Result<Vec<PathBuf>, String> = Ok(Vec::new());
 
-/// `confusion.svg` and `confusion.png`: the confusion matrix as a labelled heatmap (rows = true
-/// class, colour = share of the row).
-pub fn confusion(
-    dir: &Path,
-    title: &str,
-    confusion: &[[u64; 10]; 10],
-    names: &[&str; 10],
-) -> Result<Vec<PathBuf>, String> {
-    #[cfg(feature = "plots")]
-    {
-        draw::confusion(dir, title, confusion, names)
-    }
-    #[cfg(not(feature = "plots"))]
-    {
-        let _ = (dir, title, confusion, names);
-        Ok(Vec::new())
-    }
-}
+    /// `accuracy-vs-step.{svg,png}` and `final-accuracy.{svg,png}` of a sweep.
+    pub fn sweep_plots(dir: &Path, report: &SweepReport) -> Result<Vec<PathBuf>, String> =
+        Ok(Vec::new());
 
-/// `mistakes.png`: a grid of the given test images, each captioned true → predicted (its
-/// probability).
-pub fn mistakes(
-    dir: &Path,
-    mistakes: &[crate::train::evaluate::Mistake],
-    images: &[u8],
-    names: &[&str; 10],
-) -> Result<Vec<PathBuf>, String> {
-    #[cfg(feature = "plots")]
-    {
-        draw::mistakes(dir, mistakes, images, names)
-    }
-    #[cfg(not(feature = "plots"))]
-    {
-        let _ = (dir, mistakes, images, names);
-        Ok(Vec::new())
-    }
+    /// `confusion.svg` and `confusion.png`: the confusion matrix as a labelled heatmap (rows =
+    /// true class, colour = share of the row).
+    pub fn confusion(
+        dir: &Path,
+        title: &str,
+        confusion: &[[u64; 10]; 10],
+        names: &[&str; 10]
+    ) -> Result<Vec<PathBuf>, String> = Ok(Vec::new());
+
+    /// `mistakes.png`: a grid of the given test images, each captioned true → predicted (its
+    /// probability).
+    pub fn mistakes(
+        dir: &Path,
+        mistakes: &[crate::train::evaluate::Mistake],
+        images: &[u8],
+        names: &[&str; 10]
+    ) -> Result<Vec<PathBuf>, String> = Ok(Vec::new());
+
+    /// The learning curves of [`run_curves`] as an SVG document in memory, for the report;
+    /// `None` when there are no metrics or no `plots` feature.
+    pub fn run_curves_svg(run: &Path) -> Result<Option<String>, String> = Ok(None);
+
+    /// The learning rate vs step as an SVG document; `None` when the run recorded none.
+    pub fn run_lr_svg(run: &Path) -> Result<Option<String>, String> = Ok(None);
+
+    /// The diagnostics of [`run_diagnostics`] as an SVG document; `None` without diagnostics.
+    pub fn run_diagnostics_svg(run: &Path) -> Result<Option<String>, String> = Ok(None);
+
+    /// The charts of [`sweep_plots`] as SVG documents, each with its file stem.
+    pub fn sweep_svgs(report: &SweepReport) -> Result<Vec<(&'static str, String)>, String> =
+        Ok(Vec::new());
 }
 
 #[cfg(feature = "plots")]
@@ -115,6 +104,7 @@ mod draw {
     use plotters::prelude::*;
     use plotters::style::FontStyle;
 
+    use crate::data::{IMAGE_PIXELS, IMAGE_SIDE};
     use crate::run::{metrics, write_atomic};
     use crate::sweep::results::SweepReport;
 
@@ -195,19 +185,27 @@ mod draw {
         Ok(out)
     }
 
-    /// Draws with `$draw(&root, args..)` into `<stem>.svg` and `<stem>.png`.
-    macro_rules! render {
-        ($stem:expr, $size:expr, $draw:ident $(, $arg:expr)*) => {{
+    /// Draws with `$draw(&root, args..)` into an SVG document in memory.
+    macro_rules! svg_string {
+        ($size:expr, $draw:ident $(, $arg:expr)*) => {{
             fonts();
-            let stem: &Path = $stem;
-            let size: (u32, u32) = $size;
-            let svg_path = stem.with_extension("svg");
             let mut svg = String::new();
             {
-                let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+                let root = SVGBackend::with_string(&mut svg, $size).into_drawing_area();
                 $draw(&root $(, $arg)*)?;
                 root.present().map_err(err)?;
             }
+            Ok::<String, String>(svg)
+        }};
+    }
+
+    /// Draws with `$draw(&root, args..)` into `<stem>.svg` and `<stem>.png`.
+    macro_rules! render {
+        ($stem:expr, $size:expr, $draw:ident $(, $arg:expr)*) => {{
+            let stem: &Path = $stem;
+            let size: (u32, u32) = $size;
+            let svg_path = stem.with_extension("svg");
+            let svg = svg_string!(size, $draw $(, $arg)*)?;
             write_atomic(&svg_path, svg.as_bytes()).map_err(err)?;
             let png_path = stem.with_extension("png");
             let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
@@ -223,35 +221,117 @@ mod draw {
 
     // ---- one run -------------------------------------------------------------------------
 
+    /// One step of a run, accuracies in percent.
+    struct Point {
+        step: f64,
+        train_loss: f64,
+        train_acc: f64,
+        test_acc: Option<f64>,
+        test_loss: Option<f64>,
+        valid_acc: Option<f64>,
+        valid_loss: Option<f64>,
+        lr: Option<f64>,
+    }
+
     struct RunData {
         title: String,
-        /// (step, train loss, train accuracy %, test accuracy %).
-        steps: Vec<(f64, f64, f64, Option<f64>)>,
+        steps: Vec<Point>,
+    }
+
+    const CURVES_SIZE: (u32, u32) = (1100, 850);
+    const LR_SIZE: (u32, u32) = (1100, 330);
+
+    fn run_label(run: &Path) -> String {
+        crate::run::read_config(run)
+            .map(|c| format!("{} ({})", c.label(), c.architecture()))
+            .unwrap_or_else(|_| run.display().to_string())
+    }
+
+    fn run_data(run: &Path) -> RunData {
+        let pct = |a: Option<f32>| a.map(|a| a as f64 * 100.0);
+        let steps = metrics::read(run)
+            .into_iter()
+            .map(|m| Point {
+                step: m.global_step as f64,
+                train_loss: m.train_loss as f64,
+                train_acc: m.train_accuracy as f64 * 100.0,
+                test_acc: pct(m.test_accuracy),
+                test_loss: m.test_loss.map(f64::from),
+                valid_acc: pct(m.valid_accuracy),
+                valid_loss: m.valid_loss.map(f64::from),
+                lr: m.lr,
+            })
+            .collect();
+        RunData {
+            title: format!("Learning curves: {}", run_label(run)),
+            steps,
+        }
     }
 
     pub fn run_curves(run: &Path) -> Result<Vec<PathBuf>, String> {
-        let steps: Vec<_> = metrics::read(run)
-            .into_iter()
-            .map(|m| {
-                (
-                    m.global_step as f64,
-                    m.train_loss as f64,
-                    m.train_accuracy as f64 * 100.0,
-                    m.test_accuracy.map(|a| a as f64 * 100.0),
-                )
-            })
-            .collect();
-        if steps.is_empty() {
+        let data = run_data(run);
+        if data.steps.is_empty() {
             return Err("no metrics to plot".into());
         }
-        let label = crate::run::read_config(run)
-            .map(|c| format!("{} ({})", c.label(), c.architecture()))
-            .unwrap_or_else(|_| run.display().to_string());
-        let data = RunData {
-            title: format!("Learning curves: {label}"),
-            steps,
-        };
-        render!(&run.join("curves"), (1100, 850), draw_run, &data)
+        render!(&run.join("curves"), CURVES_SIZE, draw_run, &data)
+    }
+
+    pub fn run_curves_svg(run: &Path) -> Result<Option<String>, String> {
+        let data = run_data(run);
+        if data.steps.is_empty() {
+            return Ok(None);
+        }
+        svg_string!(CURVES_SIZE, draw_run, &data).map(Some)
+    }
+
+    pub fn run_lr_svg(run: &Path) -> Result<Option<String>, String> {
+        let mut data = run_data(run);
+        data.steps.retain(|p| p.lr.is_some());
+        if data.steps.is_empty() {
+            return Ok(None);
+        }
+        data.title = format!("Learning rate: {}", run_label(run));
+        svg_string!(LR_SIZE, draw_lr, &data).map(Some)
+    }
+
+    fn draw_lr<DB: DrawingBackend>(
+        root: &DrawingArea<DB, Shift>,
+        data: &RunData,
+    ) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let root = root.titled(&data.title, (SANS, 20)).map_err(err)?;
+        let x_max = data.steps.last().map_or(1.0, |s| s.step).max(1.0);
+        let hi = data
+            .steps
+            .iter()
+            .filter_map(|p| p.lr)
+            .fold(0.0, f64::max)
+            .max(1e-12);
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..x_max, 0f64..hi * 1.1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("training step")
+            .y_desc("learning rate")
+            .x_label_formatter(&int_label)
+            .y_label_formatter(&|v: &f64| format!("{v:.1e}"))
+            .y_labels(6)
+            .label_style((SANS, 15))
+            .axis_desc_style((SANS, 17))
+            .light_line_style(RGBColor(238, 238, 238))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(
+                data.steps.iter().filter_map(|p| p.lr.map(|l| (p.step, l))),
+                color(8).stroke_width(2),
+            ))
+            .map_err(err)?;
+        Ok(())
     }
 
     /// Moving average over `window` points (shorter at the start).
@@ -275,8 +355,11 @@ mod draw {
         root.fill(&WHITE).map_err(err)?;
         let root = root.titled(&data.title, (SANS, 24)).map_err(err)?;
         let (top, bottom) = root.split_vertically(root.dim_in_pixel().1 / 2);
-        let x_max = data.steps.last().map_or(1.0, |s| s.0).max(1.0);
+        let x_max = data.steps.last().map_or(1.0, |s| s.step).max(1.0);
         let window = (data.steps.len() / 25).clamp(1, 50);
+        let line = |c: RGBColor| {
+            move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
+        };
 
         let mut acc = ChartBuilder::on(&top)
             .margin(12)
@@ -285,10 +368,10 @@ mod draw {
             .build_cartesian_2d(0f64..x_max, 0f64..100f64)
             .map_err(err)?;
         percent_vs_step_mesh(&mut acc, "accuracy (%)")?;
-        let train_acc: Vec<f64> = data.steps.iter().map(|s| s.2).collect();
+        let train_acc: Vec<f64> = data.steps.iter().map(|s| s.train_acc).collect();
         let blue = color(0);
         acc.draw_series(LineSeries::new(
-            data.steps.iter().map(|s| (s.0, s.2)),
+            data.steps.iter().map(|s| (s.step, s.train_acc)),
             blue.mix(0.25).stroke_width(1),
         ))
         .map_err(err)?;
@@ -296,30 +379,40 @@ mod draw {
             data.steps
                 .iter()
                 .zip(smooth(&train_acc, window))
-                .map(|(s, a)| (s.0, a)),
+                .map(|(s, a)| (s.step, a)),
             blue.stroke_width(2),
         ))
         .map_err(err)?
         .label(format!(
             "train accuracy (batch; light: per step, dark: mean of {window})"
         ))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], blue.stroke_width(2)));
-        let test: Vec<(f64, f64)> = data
-            .steps
-            .iter()
-            .filter_map(|s| s.3.map(|a| (s.0, a)))
-            .collect();
-        let red = color(3);
-        let final_acc = test
-            .last()
-            .map(|&(_, a)| format!(", final {a:.2}%"))
-            .unwrap_or_default();
-        acc.draw_series(LineSeries::new(test.clone(), red.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("test accuracy (test set{final_acc})"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], red.stroke_width(2)));
-        acc.draw_series(test.iter().map(|&p| Circle::new(p, 3, red.filled())))
-            .map_err(err)?;
+        .legend(line(blue));
+        // Test, then validation (when the run held some out): evaluated steps only.
+        type Pick = fn(&Point) -> Option<f64>;
+        let evaluated: [(Pick, &str, RGBColor); 2] = [
+            (|p| p.test_acc, "test accuracy (test set", color(3)),
+            (|p| p.valid_acc, "validation accuracy (held-out", color(4)),
+        ];
+        for (pick, name, col) in evaluated {
+            let points: Vec<(f64, f64)> = data
+                .steps
+                .iter()
+                .filter_map(|s| pick(s).map(|a| (s.step, a)))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            let final_acc = points
+                .last()
+                .map(|&(_, a)| format!(", final {a:.2}%"))
+                .unwrap_or_default();
+            acc.draw_series(LineSeries::new(points.clone(), col.stroke_width(2)))
+                .map_err(err)?
+                .label(format!("{name}{final_acc})"))
+                .legend(line(col));
+            acc.draw_series(points.iter().map(|&p| Circle::new(p, 3, col.filled())))
+                .map_err(err)?;
+        }
         acc.configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
             .label_font((SANS, 15))
@@ -328,14 +421,21 @@ mod draw {
             .draw()
             .map_err(err)?;
 
-        let losses: Vec<f64> = data.steps.iter().map(|s| s.1).collect();
-        let lo = losses
+        let losses: Vec<f64> = data.steps.iter().map(|s| s.train_loss).collect();
+        let eval_losses = data
+            .steps
             .iter()
-            .cloned()
+            .flat_map(|s| [s.test_loss, s.valid_loss])
+            .flatten();
+        let all = || losses.iter().cloned().chain(eval_losses.clone());
+        let lo = all()
             .filter(|l| *l > 0.0)
             .fold(f64::INFINITY, f64::min)
             .max(1e-4);
-        let hi = losses.iter().cloned().fold(0.0, f64::max).max(lo * 10.0);
+        let hi = all()
+            .filter(|l| l.is_finite())
+            .fold(0.0, f64::max)
+            .max(lo * 10.0);
         let mut loss = ChartBuilder::on(&bottom)
             .margin(12)
             .x_label_area_size(45)
@@ -344,7 +444,7 @@ mod draw {
             .map_err(err)?;
         loss.configure_mesh()
             .x_desc("training step")
-            .y_desc("train loss (cross-entropy, log scale)")
+            .y_desc("loss (cross-entropy, log scale)")
             .x_label_formatter(&int_label)
             .y_label_formatter(&loss_label)
             .y_labels(10)
@@ -355,7 +455,7 @@ mod draw {
             .map_err(err)?;
         let green = color(2);
         loss.draw_series(LineSeries::new(
-            data.steps.iter().map(|s| (s.0, s.1.max(lo))),
+            data.steps.iter().map(|s| (s.step, s.train_loss.max(lo))),
             green.mix(0.25).stroke_width(1),
         ))
         .map_err(err)?;
@@ -363,14 +463,32 @@ mod draw {
             data.steps
                 .iter()
                 .zip(smooth(&losses, window))
-                .map(|(s, l)| (s.0, l.max(lo))),
+                .map(|(s, l)| (s.step, l.max(lo))),
             green.stroke_width(2),
         ))
         .map_err(err)?
         .label(format!(
             "train loss (batch; light: per step, dark: mean of {window})"
         ))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], green.stroke_width(2)));
+        .legend(line(green));
+        let evaluated: [(Pick, &str, RGBColor); 2] = [
+            (|p| p.test_loss, "test loss", color(3)),
+            (|p| p.valid_loss, "validation loss", color(4)),
+        ];
+        for (pick, name, col) in evaluated {
+            let points: Vec<(f64, f64)> = data
+                .steps
+                .iter()
+                .filter_map(|s| pick(s).map(|l| (s.step, l.max(lo))))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            loss.draw_series(LineSeries::new(points, col.stroke_width(2)))
+                .map_err(err)?
+                .label(name)
+                .legend(line(col));
+        }
         loss.configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)
             .label_font((SANS, 15))
@@ -393,36 +511,46 @@ mod draw {
         share_name: &'static str,
     }
 
-    pub fn run_diagnostics(run: &Path) -> Result<Vec<PathBuf>, String> {
+    const DIAGNOSTICS_SIZE: (u32, u32) = (1100, 1150);
+
+    fn diagnostics_data(run: &Path) -> Option<DiagnosticsData> {
         let steps: Vec<_> = metrics::read(run)
             .into_iter()
             .filter_map(|m| m.layers.map(|l| (m.global_step as f64, l)))
             .filter(|(_, l)| !l.is_empty())
             .collect();
-        let Some((_, first)) = steps.first() else {
-            return Ok(Vec::new());
-        };
+        let (_, first) = steps.first()?;
         let layers: Vec<String> = first.iter().map(|l| l.name.clone()).collect();
         let share_name = if first.iter().any(|l| l.saturated_fraction.is_some()) {
             "saturated"
         } else {
             "dead"
         };
-        let label = crate::run::read_config(run)
-            .map(|c| format!("{} ({})", c.label(), c.architecture()))
-            .unwrap_or_else(|_| run.display().to_string());
-        let data = DiagnosticsData {
-            title: format!("Per-layer diagnostics: {label}"),
+        Some(DiagnosticsData {
+            title: format!("Per-layer diagnostics: {}", run_label(run)),
             layers,
             steps,
             share_name,
+        })
+    }
+
+    pub fn run_diagnostics(run: &Path) -> Result<Vec<PathBuf>, String> {
+        let Some(data) = diagnostics_data(run) else {
+            return Ok(Vec::new());
         };
         render!(
             &run.join("diagnostics"),
-            (1100, 1150),
+            DIAGNOSTICS_SIZE,
             draw_diagnostics,
             &data
         )
+    }
+
+    pub fn run_diagnostics_svg(run: &Path) -> Result<Option<String>, String> {
+        let Some(data) = diagnostics_data(run) else {
+            return Ok(None);
+        };
+        svg_string!(DIAGNOSTICS_SIZE, draw_diagnostics, &data).map(Some)
     }
 
     /// Lower and upper bounds of positive values for a log axis, a decade at least apart.
@@ -598,43 +726,84 @@ mod draw {
 
     // ---- a sweep -------------------------------------------------------------------------
 
-    pub fn sweep_plots(dir: &Path, report: &SweepReport) -> Result<Vec<PathBuf>, String> {
+    /// The sweep's configs with a finished seed, and those of them that took diagnostics.
+    fn sweep_rows(report: &SweepReport) -> (Vec<usize>, Vec<usize>) {
         let rows: Vec<usize> = (0..report.rows.len())
             .filter(|&i| report.rows[i].done > 0)
             .collect();
+        let with_ratio = rows
+            .iter()
+            .copied()
+            .filter(|&i| !report.rows[i].gradient_ratio.steps.is_empty())
+            .collect();
+        (rows, with_ratio)
+    }
+
+    const SWEEP_CURVES_SIZE: (u32, u32) = (1500, 1000);
+    const GRADIENT_RATIO_SIZE: (u32, u32) = (1500, 800);
+
+    fn bars_size(rows: &[usize]) -> (u32, u32) {
+        (1200, 150 + 46 * rows.len() as u32)
+    }
+
+    pub fn sweep_plots(dir: &Path, report: &SweepReport) -> Result<Vec<PathBuf>, String> {
+        let (rows, with_ratio) = sweep_rows(report);
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         let mut paths = render!(
             &dir.join("accuracy-vs-step"),
-            (1500, 1000),
+            SWEEP_CURVES_SIZE,
             draw_sweep_curves,
             report,
             &rows
         )?;
-        let height = 150 + 46 * rows.len() as u32;
         paths.extend(render!(
             &dir.join("final-accuracy"),
-            (1200, height),
+            bars_size(&rows),
             draw_sweep_bars,
             report,
             &rows
         )?);
-        let with_ratio: Vec<usize> = rows
-            .iter()
-            .copied()
-            .filter(|&i| !report.rows[i].gradient_ratio.steps.is_empty())
-            .collect();
         if !with_ratio.is_empty() {
             paths.extend(render!(
                 &dir.join("gradient-ratio"),
-                (1500, 800),
+                GRADIENT_RATIO_SIZE,
                 draw_gradient_ratio,
                 report,
                 &with_ratio
             )?);
         }
         Ok(paths)
+    }
+
+    pub fn sweep_svgs(report: &SweepReport) -> Result<Vec<(&'static str, String)>, String> {
+        let (rows, with_ratio) = sweep_rows(report);
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut svgs = vec![
+            (
+                "final-accuracy",
+                svg_string!(bars_size(&rows), draw_sweep_bars, report, &rows)?,
+            ),
+            (
+                "accuracy-vs-step",
+                svg_string!(SWEEP_CURVES_SIZE, draw_sweep_curves, report, &rows)?,
+            ),
+        ];
+        if !with_ratio.is_empty() {
+            svgs.push((
+                "gradient-ratio",
+                svg_string!(
+                    GRADIENT_RATIO_SIZE,
+                    draw_gradient_ratio,
+                    report,
+                    &with_ratio
+                )?,
+            ));
+        }
+        Ok(svgs)
     }
 
     /// First-layer / output-layer gradient norm per config vs step, log scale.
@@ -1021,7 +1190,8 @@ mod draw {
 
     const TILE_SCALE: i32 = 4;
     const TILE_W: i32 = 170;
-    const TILE_H: i32 = 28 * TILE_SCALE + 34;
+    const SIDE: i32 = IMAGE_SIDE as i32;
+    const TILE_H: i32 = SIDE * TILE_SCALE + 34;
     const TILES_PER_ROW: usize = 5;
 
     pub fn mistakes(
@@ -1051,14 +1221,14 @@ mod draw {
             for (k, m) in mistakes.iter().enumerate() {
                 let x0 = 10 + (k % TILES_PER_ROW) as i32 * TILE_W;
                 let y0 = 50 + (k / TILES_PER_ROW) as i32 * TILE_H;
-                let left = x0 + (TILE_W - 28 * TILE_SCALE) / 2;
-                let pixels = &images[m.index * 784..(m.index + 1) * 784];
+                let left = x0 + (TILE_W - SIDE * TILE_SCALE) / 2;
+                let pixels = &images[m.index * IMAGE_PIXELS..(m.index + 1) * IMAGE_PIXELS];
                 for (i, &v) in pixels.iter().enumerate() {
                     // Dark ink on white paper, as a digit is drawn.
                     let ink = 255 - v;
                     let (px, py) = (
-                        left + (i % 28) as i32 * TILE_SCALE,
-                        y0 + (i / 28) as i32 * TILE_SCALE,
+                        left + (i % IMAGE_SIDE) as i32 * TILE_SCALE,
+                        y0 + (i / IMAGE_SIDE) as i32 * TILE_SCALE,
                     );
                     root.draw(&Rectangle::new(
                         [(px, py), (px + TILE_SCALE, py + TILE_SCALE)],
@@ -1072,7 +1242,7 @@ mod draw {
                 );
                 root.draw(&Text::new(
                     caption,
-                    (x0 + 4, y0 + 28 * TILE_SCALE + 6),
+                    (x0 + 4, y0 + SIDE * TILE_SCALE + 6),
                     font(14),
                 ))
                 .map_err(err)?;

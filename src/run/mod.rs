@@ -1,6 +1,7 @@
 //! The run directory: `config.json`, `run.json`, `metrics.jsonl`, `summary.json`,
 //! `checkpoints/`, and a lock that keeps a second trainer out while this one writes.
 
+pub mod eval;
 pub mod fs;
 pub mod metrics;
 pub mod summary;
@@ -31,6 +32,29 @@ pub struct RunInfo {
     /// (`kernel::FastPaths::taken_on`); absent in runs from before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fast_paths: Option<serde_json::Value>,
+    /// The machine the latest session trained on (the report shows it); absent in runs from
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// CPU threads of the compute pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+}
+
+/// The CPU's model name as the OS reports it (Linux: `/proc/cpuinfo`); `None` elsewhere.
+pub fn cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let name = text.lines().find_map(|l| {
+        let (key, value) = l.split_once(':')?;
+        matches!(
+            key.trim(),
+            "model name" | "Model" | "Hardware" | "cpu model"
+        )
+        .then(|| value.trim().to_string())
+    })?;
+    (!name.is_empty()).then_some(name)
 }
 
 /// An open, locked run directory. The lock is released when this is dropped, or by the OS

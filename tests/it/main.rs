@@ -12,6 +12,7 @@ mod docs;
 mod optimizers;
 mod real_data;
 mod reliability;
+mod report;
 mod resume;
 mod sweep;
 mod validation;
