@@ -12,7 +12,7 @@
 //! first run on a machine pays for tuning.
 #![cfg(feature = "wgpu")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::common::{bin, final_weights, metrics, shared_data, summary, under_ci};
