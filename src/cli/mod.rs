@@ -1,15 +1,9 @@
 //! The command line: clap types only. Doc comments here (and on the experiment keys in
 //! `config.rs`) are the `--help` text; `commands` turns these into library calls.
 
-mod bench;
-mod sweep;
-
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-
-pub use bench::BenchArgs;
-pub use sweep::{SweepArgs, SweepCommand, SweepRunArgs};
 
 use crate::backend::Backend;
 use crate::backend::gpu::AdapterChoice;
@@ -314,4 +308,123 @@ pub struct DownloadArgs {
 
     #[command(flatten)]
     pub mirrors: MirrorArgs,
+}
+
+/// Measure training and evaluation speed per backend (medians of several runs).
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Backends to measure (default: every CPU backend compiled in, and wgpu when compiled in
+    /// and an adapter fits `--adapter`).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub backends: Vec<Backend>,
+
+    /// Repetitions of each measurement after the warm-up. Training epochs are timed twice over:
+    /// with the train columns from each step's forward pass, as PyTorch, Keras and JAX loops
+    /// take theirs, and with the lecture's (the trainer's default: one more forward pass).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+
+    /// Repetitions of the lecture-protocol epoch (test pass after every step), each way; 0
+    /// skips it.
+    #[arg(long, default_value_t = 3)]
+    pub protocol_reps: usize,
+
+    #[command(flatten)]
+    pub device: DeviceArgs,
+
+    /// Use only the first N training images (CI smoke runs).
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
+
+    /// Use only the first N test images.
+    #[arg(long, value_name = "N")]
+    pub test_limit: Option<usize>,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Internal: measure one backend in this process and print its JSON.
+    #[arg(long, hide = true, requires = "backends")]
+    pub child: bool,
+}
+
+/// Run many trainings (a grid and/or a list of configs, over seeds) and tabulate them.
+///
+/// `mnist-train sweep configs/lecture-sweep.json --jobs 2` runs every trial as a child
+/// `mnist-train train` in its own run directory under runs/sweep-<name>/, skips trials that
+/// finished before, resumes interrupted ones, and ends with results.md/.csv/.json and plots.
+/// `mnist-train sweep --set init=he,xavier --set dropout=0,0.5` sweeps without a file.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SweepArgs {
+    #[command(subcommand)]
+    pub command: Option<SweepCommand>,
+
+    #[command(flatten)]
+    pub run: SweepRunArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SweepCommand {
+    /// Build the results table and plots of a sweep directory from whatever has finished
+    /// (e.g. while it runs, or after the shards of a cluster job).
+    Report {
+        /// The sweep directory (holding sweep.json).
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SweepRunArgs {
+    /// Sweep file (JSON: base or base_config, grid, trials, seeds, name). See docs/sweeps.md.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// A grid axis KEY=V1,V2,.. over every trial (repeatable); replaces the file's axis of the
+    /// same key and overrides trial entries. `seed=0,1,2` sets the seeds.
+    #[arg(long = "set", value_name = "KEY=V1,V2")]
+    pub sets: Vec<String>,
+
+    /// Trials run at once; each gets THREADS / JOBS CPU threads.
+    #[arg(long, short, default_value_t = 1, value_name = "N")]
+    pub jobs: usize,
+
+    /// CPU threads to use in all (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Sweep directory (default: runs/sweep-<name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Run only trial k with k mod COUNT = INDEX (0-based), e.g. 0/4. Default: from
+    /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX, else all.
+    #[arg(long, value_name = "INDEX/COUNT")]
+    pub shard: Option<String>,
+
+    /// Number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed
+    /// Jobs: the Job's completions), or from SLURM_ARRAY_TASK_ID itself, for one task of an
+    /// array numbered from 0 resubmitted alone (`sbatch --array=2`).
+    #[arg(long, env = "MNIST_SWEEP_SHARD_COUNT", value_name = "N")]
+    pub shard_count: Option<usize>,
+
+    /// List the trials and their state; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not write report.html into the sweep directory at the end (each trial's run still
+    /// writes its own, which the sweep's page links to).
+    #[arg(long)]
+    pub no_report: bool,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// Compute backend of the trials.
+    #[arg(long, value_enum, env = "MNIST_TRAIN_BACKEND")]
+    pub backend: Option<Backend>,
 }

@@ -140,7 +140,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
         resume,
         stop,
     };
-    let outcome = backend.run_on_pool(|| trainer.run(reporter.as_mut()))?;
+    let outcome = match backend.run_on_pool(|| trainer.run(reporter.as_mut())) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Stopped by a signal, a closed stdout or a diverged loss: the run has its
+            // checkpoint and metrics, and its page says how far it got.
+            let stopped = matches!(
+                e,
+                Error::Interrupted { .. } | Error::OutputClosed { .. } | Error::Diverged { .. }
+            );
+            if stopped && !args.no_report {
+                super::report::after_command(&run.path);
+            }
+            return Err(e);
+        }
+    };
     let summary = match outcome {
         Outcome::Finished(summary) => summary,
         Outcome::Paused { global_step } => {

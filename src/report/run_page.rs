@@ -65,29 +65,32 @@ pub fn build(run: &Path) -> String {
     let mut body = String::new();
     body.push_str(&results_section(summary.as_ref(), &steps));
     body.push_str("<div class=\"grid\">");
-    let _ = write!(
-        body,
-        "<section><h2>Learning curves</h2>{}<h2>Learning rate</h2>{}</section>",
-        chart(
-            crate::output::plot::run_curves_svg(run),
-            "learning curves",
-            "No learning curves: metrics.jsonl holds no step."
+    type Draw = fn(&Path) -> std::result::Result<Option<String>, String>;
+    let charts: [(&str, Draw, &str); 3] = [
+        (
+            "Learning curves",
+            crate::output::plot::run_curves_svg,
+            "No learning curves: metrics.jsonl holds no step.",
         ),
-        chart(
-            crate::output::plot::run_lr_svg(run),
-            "learning rate",
-            "No learning rate recorded (a run from before it was)."
-        )
-    );
+        (
+            "Learning rate",
+            crate::output::plot::run_lr_svg,
+            "No learning rate recorded (a run from before it was).",
+        ),
+        (
+            "Per-layer diagnostics",
+            crate::output::plot::run_diagnostics_svg,
+            "No diagnostics: the run took none (diagnostics_every = 0, or a run from before \
+             they were recorded).",
+        ),
+    ];
+    let [curves, lr, diagnostics] = charts.map(|(heading, draw, none)| {
+        let svg = chart(draw(run), &heading.to_lowercase(), none);
+        format!("<h2>{heading}</h2>{svg}")
+    });
     let _ = write!(
         body,
-        "<section><h2>Per-layer diagnostics</h2>{}</section>",
-        chart(
-            crate::output::plot::run_diagnostics_svg(run),
-            "per-layer diagnostics",
-            "No diagnostics: the run took none (diagnostics_every = 0, or a run from before \
-             they were recorded)."
-        )
+        "<section>{curves}{lr}</section><section>{diagnostics}</section>"
     );
     body.push_str("</div>");
     body.push_str(&eval_section(run, eval.as_ref()));

@@ -23,23 +23,20 @@ pub const SUMMARY_FILE: &str = "summary.json";
 pub const INFO_FILE: &str = "run.json";
 const LOCK_FILE: &str = ".lock";
 
-/// What a run needs to know on resume that is not part of the experiment.
+/// What a run needs to know on resume that is not part of the experiment, and where it ran.
+/// A key a run from before it was recorded lacks reads as `None`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunInfo {
     /// The directory the dataset's files were read from (absolute).
     pub data_dir: Option<PathBuf>,
     /// Which operations ran as Burn's and which as the hand-written kernels
-    /// (`kernel::FastPaths::taken_on`); absent in runs from before it was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (`kernel::FastPaths::taken_on`).
     pub fast_paths: Option<serde_json::Value>,
-    /// The machine the latest session trained on (the report shows it); absent in runs from
-    /// before it was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The machine the latest session trained on (the report shows it): the CPU's model name,
+    /// the backend, and the threads of the compute pool.
     pub cpu: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
-    /// CPU threads of the compute pool.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
 }
 

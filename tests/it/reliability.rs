@@ -958,6 +958,9 @@ fn signal_stops_gracefully_and_resumes(sig: &str, name: &str, code: i32, times: 
     assert_eq!(newest.0, last, "a checkpoint at the last completed step");
     let state = checkpoint::open(&run).unwrap().state;
     assert_eq!(state.global_step, last);
+    // The run's page says how far it got and how to go on.
+    let page = fs::read_to_string(run.join("report.html")).expect("a report of the stopped run");
+    assert!(page.contains("not finished") && page.contains("mnist-train --resume"));
 
     // The printed command, run as printed (from the same directory), finishes the run.
     let args: Vec<&str> = resume.split(' ').skip(1).collect();

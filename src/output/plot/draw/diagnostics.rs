@@ -78,17 +78,7 @@ pub(super) fn draw_diagnostics<DB: DrawingBackend>(
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..x_max, (lo..hi).log_scale())
         .map_err(err)?;
-    grads
-        .configure_mesh()
-        .x_desc("training step")
-        .y_desc("gradient norm")
-        .x_label_formatter(&int_label)
-        .y_label_formatter(&sci_label)
-        .label_style((SANS, 15))
-        .axis_desc_style((SANS, 17))
-        .light_line_style(WHITE)
-        .draw()
-        .map_err(err)?;
+    log_vs_step_mesh(&mut grads, "gradient norm")?;
     for (k, name) in data.layers.iter().enumerate() {
         let col = color(k);
         let points: Vec<(f64, f64)> = data

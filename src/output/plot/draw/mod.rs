@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -16,23 +17,14 @@ const FONT: &[u8] = include_bytes!("../../../../assets/DejaVuSans.ttf");
 const SANS: &str = "sans-serif";
 
 /// Tableau's 10 colors, then black and navy: 12 distinguishable lines.
-const PALETTE: [RGBColor; 12] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-    RGBColor(0, 0, 0),
-    RGBColor(0, 0, 128),
+const PALETTE: [u32; 12] = [
+    0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f, 0xbcbd22,
+    0x17becf, 0x000000, 0x000080,
 ];
 
 fn color(i: usize) -> RGBColor {
-    PALETTE[i % PALETTE.len()]
+    let rgb = PALETTE[i % PALETTE.len()];
+    RGBColor((rgb >> 16) as u8, (rgb >> 8) as u8, rgb as u8)
 }
 
 fn fonts() {
@@ -59,22 +51,45 @@ fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// Grid and labels of a percentage-vs-training-step chart.
-fn percent_vs_step_mesh<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+/// Grid and labels of a chart against the training step: percentages (light grey minor
+/// lines), or a log scale (`sci_label`, no minor lines).
+fn step_mesh<DB, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, Y>>,
     y_desc: &str,
-) -> Result<(), String> {
+    y_label: fn(&f64) -> String,
+    minor: RGBColor,
+) -> Result<(), String>
+where
+    DB: DrawingBackend,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
     chart
         .configure_mesh()
         .x_desc("training step")
         .y_desc(y_desc)
         .x_label_formatter(&int_label)
-        .y_label_formatter(&int_label)
+        .y_label_formatter(&y_label)
         .label_style((SANS, 15))
         .axis_desc_style((SANS, 17))
-        .light_line_style(RGBColor(238, 238, 238))
+        .light_line_style(minor)
         .draw()
         .map_err(err)
+}
+
+/// Grid and labels of a percentage-vs-training-step chart.
+fn percent_vs_step_mesh<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    y_desc: &str,
+) -> Result<(), String> {
+    step_mesh(chart, y_desc, int_label, RGBColor(238, 238, 238))
+}
+
+/// Grid and labels of a log-scale chart against the training step.
+fn log_vs_step_mesh<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, LogCoord<f64>>>,
+    y_desc: &str,
+) -> Result<(), String> {
+    step_mesh(chart, y_desc, sci_label, WHITE)
 }
 
 fn encode_png(buf: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, String> {

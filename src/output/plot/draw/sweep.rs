@@ -113,17 +113,7 @@ pub(super) fn draw_gradient_ratio<DB: DrawingBackend>(
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..x_max, (lo..hi).log_scale())
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("training step")
-        .y_desc("‖∇W first‖ / ‖∇W output‖ (log scale)")
-        .x_label_formatter(&int_label)
-        .y_label_formatter(&sci_label)
-        .label_style((SANS, 15))
-        .axis_desc_style((SANS, 17))
-        .light_line_style(WHITE)
-        .draw()
-        .map_err(err)?;
+    log_vs_step_mesh(&mut chart, "‖∇W first‖ / ‖∇W output‖ (log scale)")?;
     // The line where both layers get gradients of the same size.
     chart
         .draw_series(LineSeries::new(
