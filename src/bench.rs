@@ -110,15 +110,7 @@ pub struct BackendReport {
 
 /// The CPU's model name (Linux), and the vector features the kernels choose between.
 pub fn cpu_description() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, name)| name.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let model = crate::backend::cpu_model().unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let mut features: Vec<&str> = Vec::new();
     #[cfg(target_arch = "x86_64")]
     {

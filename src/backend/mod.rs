@@ -185,3 +185,17 @@ pub fn set_threads(threads: usize) -> Result<()> {
         .build_global()
         .map_err(|e| Error::Other(format!("cannot set up {threads} threads: {e}")))
 }
+
+/// The CPU's model name as the OS reports it (Linux: `/proc/cpuinfo`); `None` elsewhere.
+pub fn cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let name = text.lines().find_map(|l| {
+        let (key, value) = l.split_once(':')?;
+        matches!(
+            key.trim(),
+            "model name" | "Model" | "Hardware" | "cpu model"
+        )
+        .then(|| value.trim().to_string())
+    })?;
+    (!name.is_empty()).then_some(name)
+}

@@ -9,7 +9,7 @@ use crate::cli::EvalArgs;
 use crate::data::batcher::ResidentSet;
 use crate::error::Result;
 use crate::output::{plot, tables};
-use crate::run::eval::{EVAL_FILE, EvalRecord, MistakeRecord};
+use crate::run::eval::{EVAL_FILE, EvalRecord};
 use crate::train::evaluate::evaluate_report;
 
 /// Mistakes drawn in `mistakes.png`: a 5 × 5 grid.
@@ -85,16 +85,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         test_accuracy: result.accuracy,
         test_loss: result.loss,
         test_images: result.images,
-        mistakes: report
-            .mistakes
-            .iter()
-            .map(|m| MistakeRecord {
-                index: m.index,
-                label: m.label,
-                predicted: m.predicted,
-                probability: m.probability,
-            })
-            .collect(),
+        mistakes: report.mistakes.clone(),
     };
     // Beside the plots, so that the run's report shows this evaluation without running it
     // again; like the plots, a failure is a warning.

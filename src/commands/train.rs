@@ -117,7 +117,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             config.activation,
             fused_adam,
         )),
-        cpu: run::cpu_model(),
+        cpu: crate::backend::cpu_model(),
         backend: Some(backend.name().to_string()),
         threads: Some(rayon::current_num_threads()),
     })?;

@@ -31,11 +31,12 @@ pub struct EvalRecord {
     pub test_images: usize,
     /// Wrong predictions, most confident first (not in `eval --json`'s output).
     #[serde(default)]
-    pub mistakes: Vec<MistakeRecord>,
+    pub mistakes: Vec<Mistake>,
 }
 
+/// A test image the model got wrong (`train::evaluate` finds them; `eval.json` keeps them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MistakeRecord {
+pub struct Mistake {
     /// Index in the test set.
     pub index: usize,
     pub label: usize,

@@ -40,20 +40,6 @@ pub struct RunInfo {
     pub threads: Option<usize>,
 }
 
-/// The CPU's model name as the OS reports it (Linux: `/proc/cpuinfo`); `None` elsewhere.
-pub fn cpu_model() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let name = text.lines().find_map(|l| {
-        let (key, value) = l.split_once(':')?;
-        matches!(
-            key.trim(),
-            "model name" | "Model" | "Hardware" | "cpu model"
-        )
-        .then(|| value.trim().to_string())
-    })?;
-    (!name.is_empty()).then_some(name)
-}
-
 /// An open, locked run directory. The lock is released when this is dropped, or by the OS
 /// when the process dies, so a crashed run never blocks its own resume.
 #[derive(Debug)]

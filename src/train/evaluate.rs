@@ -126,16 +126,7 @@ pub struct Report {
     pub mistakes: Vec<Mistake>,
 }
 
-/// A test image the model got wrong.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mistake {
-    /// Index in the test set.
-    pub index: usize,
-    pub label: usize,
-    pub predicted: usize,
-    /// The model's probability for `predicted`.
-    pub probability: f32,
-}
+pub use crate::run::eval::Mistake;
 
 impl Report {
     /// Accuracy of each class: the diagonal over the row sums (NaN for a class absent from

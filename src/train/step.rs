@@ -60,7 +60,7 @@ pub fn run_step(
         TrainMetrics::Batch => Some(correct_count(logits.detach(), labels.clone())),
         TrainMetrics::Lecture => None,
     };
-    let grads = batch.backward(loss.clone(), &model);
+    let grads = batch.backward(&loss, &model);
     let before = step.diagnose.then(|| {
         let images = batch.dense_images(step.train, idx, ad);
         diagnostics::before_update(&model, &grads, images.inner())
@@ -151,7 +151,7 @@ impl Batch {
 
     /// The gradients of `loss` for the optimizer; on the fast path autodiff stops at the first
     /// product, and the first weight's gradient is computed from the lit pixels.
-    fn backward(&self, loss: Tensor<1>, model: &Mlp) -> GradientsParams {
+    fn backward(&self, loss: &Tensor<1>, model: &Mlp) -> GradientsParams {
         let mut grads = loss.backward();
         let Batch::Sparse {
             images,
