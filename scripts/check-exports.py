@@ -36,12 +36,32 @@ def forward(path, x):
         * np.where(v > 0, v, 1.6732632423543772 * np.expm1(v)),
         "leaky-relu": lambda v: np.where(v > 0, v, slope * v),
     }[meta["activation"]]
+    eps = float(meta["batchnorm_epsilon"])
+
+    def norm(x, name, axes):  # batchnorm on running statistics, over units or channels
+        shape = [1, -1] + [1] * (x.ndim - 2)
+        p = {k: t[f"{name}.{k}"].reshape(shape) for k in ("weight", "bias", "running_mean", "running_var")}
+        return (x - p["running_mean"]) / np.sqrt(p["running_var"] + eps) * p["weight"] + p["bias"]
+
+    if meta.get("model") == "cnn":
+        x = x.reshape(-1, 1, 28, 28)
+        for i in range(len(json.loads(meta["conv_channels"]))):
+            w, b = t[f"conv.{i}.weight"], t[f"conv.{i}.bias"]  # [out, in, 3, 3] (OIHW)
+            n, c, h, wd = x.shape
+            p = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))  # SAME
+            cols = np.stack([p[:, :, r : r + h, q : q + wd] for r in range(3) for q in range(3)], 2)
+            x = np.einsum("nckhw,ock->nohw", cols, w.reshape(len(w), c, 9)) + b[:, None, None]
+            if meta["batchnorm"] == "true":
+                x = norm(x, f"conv_norm.{i}", (0, 2, 3))
+            x = act(x)
+            # 2x2 max-pooling, stride 2; an odd side is padded at its end with -inf (7 -> 4).
+            x = np.pad(x, ((0, 0), (0, 0), (0, h % 2), (0, wd % 2)), constant_values=-np.inf)
+            x = x.reshape(n, len(w), x.shape[2] // 2, 2, x.shape[3] // 2, 2).max(axis=(3, 5))
+        x = x.reshape(len(x), -1)  # [channel, row, column] order
     for i in range(len(json.loads(meta["hidden"]))):
         x = x @ t[f"hidden.{i}.weight"].T + t[f"hidden.{i}.bias"]
         if meta["batchnorm"] == "true":
-            mean, var = t[f"norm.{i}.running_mean"], t[f"norm.{i}.running_var"]
-            x = (x - mean) / np.sqrt(var + float(meta["batchnorm_epsilon"]))
-            x = x * t[f"norm.{i}.weight"] + t[f"norm.{i}.bias"]
+            x = norm(x, f"norm.{i}", (0,))
         x = act(x)
     return x @ t["output.weight"].T + t["output.bias"]  # logits [N, 10]
 # -------------------------------------------------------------------------------------------
@@ -57,7 +77,9 @@ def main() -> int:
     right_eval = round(want["accuracy"] * want["images"])
     assert want["images"] == len(labels), (want["images"], len(labels))
 
-    right_np = int((forward(st_path, x).argmax(1) == labels).sum())
+    # In chunks: a convolution's columns for all 10,000 images would take gigabytes.
+    logits_np = np.concatenate([forward(st_path, x[i : i + 500]) for i in range(0, len(x), 500)])
+    right_np = int((logits_np.argmax(1) == labels).sum())
     session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     (logits,) = session.run(["logits"], {"input": x})
     right_onnx = int((logits.argmax(1) == labels).sum())

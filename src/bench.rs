@@ -13,7 +13,7 @@ use crate::config::{ExperimentConfig, Init, TrainMetrics};
 use crate::data::DataSource;
 use crate::data::batcher::{ResidentSet, epoch_order};
 use crate::error::Result;
-use crate::model::Mlp;
+use crate::model::Model;
 use crate::train::{Step, evaluate, evaluate_with, optimizer, run_step, steps_per_epoch};
 
 /// What to measure, for one backend.
@@ -171,7 +171,7 @@ fn measure_on_pool(args: &BenchOptions) -> Result<BackendReport> {
 
     let ad = device.clone().autodiff();
     ad.seed(0);
-    let mut model = Some(Mlp::new(&config, &ad));
+    let mut model = Some(Model::new(&config, &ad));
     let mut optim = optimizer(&config);
     let test = ResidentSet::new(
         &data.test.images,
@@ -187,7 +187,7 @@ fn measure_on_pool(args: &BenchOptions) -> Result<BackendReport> {
     // One epoch of training; with `eval`, a full test pass after every step.
     // The model moves through the steps as in the trainer: a second reference to its
     // weights would make the optimizer copy them.
-    let mut epoch = |model: &mut Option<Mlp>, config: &ExperimentConfig, eval: bool, n: usize| {
+    let mut epoch = |model: &mut Option<Model>, config: &ExperimentConfig, eval: bool, n: usize| {
         let order = epoch_order(data.train.len(), 0, n);
         let start = Instant::now();
         let mut host = None;

@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 /// The activations live with their implementations; the config names them.
 pub use crate::kernel::activation::Activation;
 
-/// Weight initializer of the dense layers. Biases always start at zero, as in Keras.
+/// Weight initializer of the dense and convolution layers (a 3×3 kernel's fan-in is
+/// 9 × input channels, its fan-out 9 × filters, as Keras and PyTorch count them). Biases always
+/// start at zero, as in Keras.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Init {
@@ -29,6 +31,80 @@ pub enum Init {
     /// Normal(0, √(2/fan_in)), untruncated (PyTorch's kaiming_normal_).
     HeNormal,
 }
+
+/// The network a run trains: one family, each member in its own file under `model/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// The multilayer perceptron of lab 10: 784 → hidden… → 10.
+    Mlp,
+    /// The convolutional network of lab 11: 3×3 convolutions (`conv_channels`), each followed
+    /// by 2×2 max-pooling, then the dense layers of `hidden` and the output.
+    Cnn,
+}
+
+/// On-the-fly augmentation of each training batch: a rotation by up to `rotate` degrees and a
+/// shift by up to `shift` pixels each way, drawn per image from the run's seed and the step,
+/// so that a resumed run draws the same. Written `rotate=15,shift=2` (either part may be
+/// left out) in flags and config files.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Augment {
+    pub rotate: f64,
+    pub shift: f64,
+}
+
+impl std::str::FromStr for Augment {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let mut augment = Augment::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}`: expected KEY=VALUE, e.g. rotate=15,shift=2"))?;
+            let value: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{part}`: {value:?} is not a number"))?;
+            match key.trim() {
+                "rotate" => augment.rotate = value,
+                "shift" => augment.shift = value,
+                other => {
+                    return Err(format!(
+                        "unknown augmentation `{other}` (known: rotate=DEGREES, shift=PIXELS)"
+                    ));
+                }
+            }
+        }
+        Ok(augment)
+    }
+}
+
+impl std::fmt::Display for Augment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rotate={},shift={}", self.rotate, self.shift)
+    }
+}
+
+impl Serialize for Augment {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Augment {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The CNN's filters when `conv_channels` is not given: lab 11's.
+pub const DEFAULT_CONV_CHANNELS: [usize; 3] = [32, 64, 128];
+/// Most convolutions: five 2×2 poolings take 28×28 down to 1×1.
+pub const MAX_CONV_LAYERS: usize = 5;
+/// Most filters in one convolution; beyond this a batch's activations outgrow memory.
+const MAX_CONV_CHANNELS: usize = 1024;
 
 /// How the per-step `train_loss` / `train_accuracy` columns are measured. Neither changes
 /// training: the extra forward passes of `lecture` draw no randomness from the training stream.
@@ -184,6 +260,18 @@ experiment_keys! {
     /// Dataset.
     [value_enum]
     dataset: req DatasetName = DatasetName::Mnist;
+    /// The network: `mlp` (lab 10) or `cnn` (lab 11's convolutions, then the dense layers of
+    /// `hidden`) [default: mlp].
+    [value_enum]
+    model: req ModelKind = ModelKind::Mlp;
+    /// Filters of the CNN's 3×3 convolutions (SAME padding), each followed by 2×2
+    /// max-pooling; `--model cnn` only [default: 32,64,128].
+    [value_delimiter = ',', value_name = "N,N,.."]
+    conv_channels: opt Vec<usize>;
+    /// Augment each training batch on the fly: rotate each image by up to DEG degrees and
+    /// shift it by up to PX pixels, drawn from the seed [default: none].
+    [value_name = "rotate=DEG,shift=PX"]
+    augment: opt Augment;
     /// Hidden-layer activation [default: relu].
     [value_enum]
     activation: req Activation = Activation::Relu;
@@ -197,11 +285,11 @@ experiment_keys! {
     /// Standard deviation of random-normal init [default: 0.05].
     [value_name = "STD"]
     init_std: req f64 = 0.05;
-    /// Dropout rate after each hidden activation, in [0, 1) [default: 0].
+    /// Dropout rate after each hidden dense layer's activation, in [0, 1) [default: 0].
     [value_name = "RATE"]
     dropout: req f64 = 0.0;
-    /// Batch normalization between each dense layer and its activation
-    /// (`--batchnorm` or `--batchnorm=false`).
+    /// Batch normalization between each dense layer (and each convolution) and its
+    /// activation (`--batchnorm` or `--batchnorm=false`).
     [num_args = 0..=1, default_missing_value = "true", value_name = "BOOL"]
     batchnorm: req bool = false;
     /// Batchnorm moving-average momentum in Keras' convention: 0.99 keeps 99% of the old
@@ -211,7 +299,7 @@ experiment_keys! {
     /// Batchnorm epsilon [default: 0.001, as Keras].
     [value_name = "EPS"]
     batchnorm_epsilon: req f64 = 1e-3;
-    /// Hidden layer sizes [default: 256,256].
+    /// Hidden (dense) layer sizes; the CNN's come after its convolutions [default: 256,256].
     [value_delimiter = ',', value_name = "N,N,.."]
     hidden: req Vec<usize> = vec![256, 256];
     /// Epochs [default: 1].
@@ -401,6 +489,7 @@ impl ExperimentConfig {
                 &format!("each layer must have 1..={MAX_LAYER} units"),
             ));
         }
+        self.validate_model()?;
         let parameters = self.parameter_count();
         if parameters > MAX_PARAMETERS {
             return Err(out_of_range(
@@ -474,6 +563,66 @@ impl ExperimentConfig {
         Ok(())
     }
 
+    /// The model's own keys: convolutions only for the CNN, and an augmentation that keeps
+    /// the digit in the picture.
+    fn validate_model(&self) -> Result<()> {
+        if let Some(channels) = &self.conv_channels {
+            if self.model != ModelKind::Cnn {
+                return Err(out_of_range(
+                    "conv_channels",
+                    format!("{channels:?}"),
+                    "only the CNN has convolutions: add --model cnn, or leave conv_channels out",
+                ));
+            }
+            if channels.is_empty() || channels.len() > MAX_CONV_LAYERS {
+                return Err(out_of_range(
+                    "conv_channels",
+                    format!("{channels:?}"),
+                    &format!("needs 1..={MAX_CONV_LAYERS} convolutions, e.g. 32,64,128"),
+                ));
+            }
+            if let Some(bad) = channels.iter().find(|&&c| c == 0 || c > MAX_CONV_CHANNELS) {
+                return Err(out_of_range(
+                    "conv_channels",
+                    format!("{channels:?} (convolution of {bad})"),
+                    &format!("each convolution must have 1..={MAX_CONV_CHANNELS} filters"),
+                ));
+            }
+        }
+        if let Some(a) = self.augment {
+            if !(a.rotate.is_finite() && (0.0..=180.0).contains(&a.rotate)) {
+                return Err(out_of_range(
+                    "augment",
+                    a,
+                    "rotate must be in [0, 180] degrees",
+                ));
+            }
+            if !(a.shift.is_finite() && (0.0..=14.0).contains(&a.shift)) {
+                return Err(out_of_range(
+                    "augment",
+                    a,
+                    "shift must be in [0, 14] pixels",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The CNN's convolutions: `conv_channels`, or lab 11's when not given.
+    pub fn conv_channels(&self) -> Vec<usize> {
+        self.conv_channels
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONV_CHANNELS.to_vec())
+    }
+
+    /// What the dense layers after the convolutions read: channels × height × width after
+    /// the last pooling (each 2×2 SAME pooling halves a side, rounding up).
+    pub fn conv_output_size(&self) -> usize {
+        let channels = self.conv_channels();
+        let side = channels.iter().fold(28usize, |side, _| side.div_ceil(2));
+        channels.last().copied().unwrap_or(1) * side * side
+    }
+
     /// The schedule's own keys, and the learning rates Burn's schedulers accept.
     fn validate_schedule(&self) -> Result<()> {
         if !(self.lr_decay_rate.is_finite()
@@ -518,10 +667,23 @@ impl ExperimentConfig {
         Ok(())
     }
 
-    /// Trainable parameters of the MLP (saturating, so absurd sizes compare as huge).
+    /// Trainable parameters of the model (saturating, so absurd sizes compare as huge).
     pub fn parameter_count(&self) -> u64 {
         let mut total = 0u64;
         let mut fan_in = 784u64;
+        if self.model == ModelKind::Cnn {
+            let mut channels_in = 1u64;
+            for &c in &self.conv_channels() {
+                let c = c as u64;
+                let bn = if self.batchnorm { 2 * c } else { 0 };
+                total = total
+                    .saturating_add(channels_in.saturating_mul(c).saturating_mul(9))
+                    .saturating_add(c)
+                    .saturating_add(bn);
+                channels_in = c;
+            }
+            fan_in = self.conv_output_size() as u64;
+        }
         for &h in self.hidden.iter().chain(&[10]) {
             let h = h as u64;
             let bn = if self.batchnorm && h != 10 { 2 * h } else { 0 };
@@ -536,6 +698,24 @@ impl ExperimentConfig {
 
     /// The part of the config that fixes parameter shapes; checkpoints must match it.
     pub fn architecture(&self) -> String {
+        if self.model == ModelKind::Cnn {
+            let convs: Vec<String> = self
+                .conv_channels()
+                .iter()
+                .map(|c| format!("conv3×3 {c} → pool"))
+                .collect();
+            return format!(
+                "28×28 → {} → {} → {} → 10{}",
+                convs.join(" → "),
+                self.conv_output_size(),
+                self.hidden
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" → "),
+                if self.batchnorm { ", batchnorm" } else { "" }
+            );
+        }
         format!(
             "784 → {} → 10{}",
             self.hidden
@@ -552,7 +732,15 @@ impl ExperimentConfig {
         if let Some(name) = &self.name {
             return name.clone();
         }
-        let mut s = format!("{}-{}", enum_name(&self.activation), enum_name(&self.init));
+        let mut s = match self.model {
+            ModelKind::Mlp => String::new(),
+            ModelKind::Cnn => "cnn-".to_string(),
+        };
+        s.push_str(&format!(
+            "{}-{}",
+            enum_name(&self.activation),
+            enum_name(&self.init)
+        ));
         if self.init == Init::RandomNormal {
             s.push_str(&format!("{}", self.init_std));
         }
@@ -562,7 +750,19 @@ impl ExperimentConfig {
         if self.batchnorm {
             s.push_str("-bn");
         }
-        if self.hidden != [256, 256] {
+        if self.model == ModelKind::Cnn && self.conv_channels() != DEFAULT_CONV_CHANNELS {
+            let channels: Vec<String> =
+                self.conv_channels().iter().map(|c| c.to_string()).collect();
+            s.push_str(&format!("-c{}", channels.join("x")));
+        }
+        if let Some(a) = self.augment {
+            s.push_str(&format!("-aug{}r{}s", a.rotate, a.shift));
+        }
+        let default_hidden: &[usize] = match self.model {
+            ModelKind::Mlp => &[256, 256],
+            ModelKind::Cnn => &[256],
+        };
+        if self.hidden != default_hidden {
             // `first()`: the label is also built for configs not validated yet (empty `hidden`).
             let first = self.hidden.first().copied().unwrap_or(0);
             s.push_str(&format!("-{}x{first}", self.hidden.len()));

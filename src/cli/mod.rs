@@ -73,9 +73,10 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct PredictArgs {
-    /// A checkpoint directory, or a run directory (its newest checkpoint is used).
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: PathBuf,
+    /// A checkpoint directory, or a run directory (its newest checkpoint is used). Repeat it
+    /// to predict with the ensemble of several models (the sum of their logits).
+    #[arg(long, value_name = "PATH", required = true)]
+    pub checkpoint: Vec<PathBuf>,
 
     /// Image files or directories. Each image is brought to MNIST's form first: grayscale,
     /// inverted when the paper is light, cropped to the digit, scaled to fit 20×20, centred
@@ -262,9 +263,11 @@ pub struct DeviceArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
-    /// A checkpoint directory, or a run directory (its newest checkpoint is used).
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: PathBuf,
+    /// A checkpoint directory, or a run directory (its newest checkpoint is used). Repeat it
+    /// to score an ensemble: the sum of the models' logits, as labs 11-4 and 11-5 do, beside
+    /// each model's own accuracy.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub checkpoint: Vec<PathBuf>,
 
     /// Evaluate on another dataset than the one trained on.
     #[arg(long, value_enum)]
@@ -287,7 +290,7 @@ pub struct EvalArgs {
     pub json: bool,
 
     /// Directory for `confusion.svg/.png`, `mistakes.png` and `eval.json` [default: the run
-    /// directory].
+    /// directory; for an ensemble, none is written without --out].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 

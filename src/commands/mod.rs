@@ -17,7 +17,7 @@ use crate::backend::{self, Backend};
 use crate::cli::{Cli, Command, DataArgs, RuntimeArgs};
 use crate::data::{DataSource, DatasetName, locate};
 use crate::error::Result;
-use crate::model::Mlp;
+use crate::model::Model;
 use crate::train::checkpoint::{self, Damaged};
 
 /// Runs the subcommand the command line names (training when it names none).
@@ -67,9 +67,37 @@ fn data_source_for_run(args: &DataArgs, run: &Path, dataset: DatasetName) -> Dat
 /// where they are (a trainer may be writing beside us; it moves them aside when it resumes).
 fn load_model(path: &Path, device: &burn::tensor::Device) -> Result<checkpoint::Loaded> {
     let loaded =
-        checkpoint::load_newest(path, None, Damaged::Skip, &|c| Mlp::new(c, device), None)?;
+        checkpoint::load_newest(path, None, Damaged::Skip, &|c| Model::new(c, device), None)?;
     for line in &loaded.skipped {
         eprintln!("warning: {line}");
+    }
+    Ok(loaded)
+}
+
+/// The models of `paths`, each its newest checkpoint that loads ([`load_model`]): one model,
+/// or the members of an ensemble, which must share a dataset (their classes).
+fn load_models(
+    paths: &[PathBuf],
+    device: &burn::tensor::Device,
+) -> Result<Vec<checkpoint::Loaded>> {
+    let loaded = paths
+        .iter()
+        .map(|p| load_model(p, device))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some((first, rest)) = loaded.split_first() {
+        let dataset = first.checkpoint.state.config.dataset;
+        if let Some(other) = rest
+            .iter()
+            .find(|l| l.checkpoint.state.config.dataset != dataset)
+        {
+            return Err(crate::error::Error::Usage(format!(
+                "an ensemble's models must share their classes: {} was trained on {dataset}, \
+                 {} on {}",
+                first.checkpoint.dir.display(),
+                other.checkpoint.dir.display(),
+                other.checkpoint.state.config.dataset
+            )));
+        }
     }
     Ok(loaded)
 }

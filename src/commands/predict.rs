@@ -66,8 +66,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
         });
     }
     let (_, device) = super::setup_runtime(&args.runtime)?;
-    let loaded = super::load_model(&args.checkpoint, &device)?;
-    let config = &loaded.checkpoint.state.config;
+    let loaded = super::load_models(&args.checkpoint, &device)?;
+    let config = &loaded[0].checkpoint.state.config;
     let names = config.dataset.class_names();
 
     let mut inputs = Vec::new();
@@ -91,7 +91,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     if !args.test_index.is_empty() {
         let source = super::data_source_for_run(
             &args.data,
-            &super::run_of(&args.checkpoint),
+            &super::run_of(&args.checkpoint[0]),
             config.dataset,
         );
         let test = crate::data::load(config.dataset, &source)?.test;
@@ -136,7 +136,14 @@ pub fn run(args: PredictArgs) -> Result<()> {
         burn::tensor::TensorData::new(flat, [inputs.len(), IMAGE_PIXELS]),
         &device,
     );
-    let probabilities = loaded.model.valid().probabilities(images);
+    let models: Vec<_> = loaded.iter().map(|l| l.model.valid()).collect();
+    if models.len() > 1 {
+        eprintln!(
+            "ensemble of {} models: the softmax of the sum of their logits",
+            models.len()
+        );
+    }
+    let probabilities = crate::model::ensemble_probabilities(&models, images);
     for (input, probs) in inputs.iter().zip(&probabilities) {
         let mut ranked: Vec<usize> = (0..NUM_CLASSES).collect();
         ranked.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));

@@ -7,7 +7,7 @@ use crate::backend::Backend;
 use crate::cli::TrainArgs;
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
-use crate::model::Mlp;
+use crate::model::Model;
 use crate::output::plot;
 use crate::output::progress::{HumanReporter, JsonReporter};
 use crate::run::{self, RunDir, RunInfo};
@@ -31,8 +31,20 @@ fn resolve(args: &TrainArgs) -> Result<(ExperimentConfig, PathBuf, bool)> {
                     .into(),
             ));
         }
-        let mut config = run::read_config(run)?;
+        let saved = run::read_config(run)?;
+        let mut config = saved.clone();
         overrides.apply_to(&mut config);
+        // Another member of the family is another architecture (exit 4, as a changed
+        // `hidden`), refused before the other model's keys are checked against it.
+        if config.model != saved.model {
+            return Err(Error::Checkpoint(format!(
+                "run {} was trained with architecture {}, but --model {} asks for another; \
+                 resume without --model, or start a new run",
+                run.display(),
+                saved.architecture(),
+                crate::config::enum_name(&config.model)
+            )));
+        }
         // Stopped before its first checkpoint: nothing to lose by starting over.
         let has_checkpoints = !checkpoint::list(&run.join("checkpoints")).is_empty();
         return Ok((config, run.clone(), has_checkpoints));
@@ -98,7 +110,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &run.path,
             Some(&config),
             Damaged::MoveAside,
-            &|c| Mlp::new(c, &ad),
+            &|c| Model::new(c, &ad),
             Some(&optimizer),
         )?;
         for line in &loaded.skipped {
@@ -116,6 +128,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &device,
             config.activation,
             fused_adam,
+            config.model == crate::config::ModelKind::Mlp,
         )),
         cpu: crate::backend::cpu_model(),
         backend: Some(backend.name().to_string()),

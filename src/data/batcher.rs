@@ -45,6 +45,12 @@ pub fn metrics_seed(seed: u64, global_step: usize) -> u64 {
     mix(seed, global_step as u64, 0x03e7_a1c5)
 }
 
+/// Seed of the augmentation of step `global_step`'s batch ([`crate::data::augment`]): a
+/// stream of its own, so that augmenting changes no other draw.
+pub fn augment_seed(seed: u64, global_step: usize) -> u64 {
+    mix(seed, global_step as u64, 0x0a06_3e47)
+}
+
 /// SplitMix64-style mixing of (seed, counter, stream) into a well-spread 64-bit value.
 fn mix(seed: u64, counter: u64, stream: u64) -> u64 {
     let mut z = seed

@@ -3,6 +3,7 @@
 //!
 //! Pixels and labels stay `u8` here; [`batcher`] turns them into tensors.
 
+pub mod augment;
 pub mod batcher;
 pub mod download;
 pub mod idx;

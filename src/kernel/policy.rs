@@ -42,19 +42,21 @@ impl FastPaths {
     /// Which implementation each replaceable operation takes on `device`, for `run.json`:
     /// `"kernel"` (hand-written, `docs/architecture.md`) or `"burn"`, for a run of `activation`.
     /// `fused_adam`: the run's optimizer is Adam without weight decay, the one the one-pass
-    /// update serves.
+    /// update serves; `lit_pixels`: the model's first layer is dense (the MLP's), the one the
+    /// first-layer kernels compute.
     pub fn taken_on(
         &self,
         device: &Device,
         activation: super::activation::Activation,
         fused_adam: bool,
+        lit_pixels: bool,
     ) -> serde_json::Value {
         use super::activation::Activation::{LeakyRelu, Relu};
         let which = |fast: bool| if fast { "kernel" } else { "burn" };
         let (train, eval, any) = (trains_on(device), evaluates_on(device), runs_on(device));
         serde_json::json!({
-            "first_layer_training": which(train),
-            "first_layer_evaluation": which(eval),
+            "first_layer_training": which(train && lit_pixels),
+            "first_layer_evaluation": which(eval && lit_pixels),
             "dense_layers_training": which(train),
             // As ActivationFn::apply_any decides: Burn's relu is as fast as a host loop, and
             // so is its leaky relu outside autodiff.

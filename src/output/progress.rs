@@ -1,5 +1,5 @@
-//! What a run shows while it trains: the lecture's per-step line (with a progress bar on a
-//! terminal), JSON lines for scripts, or nothing. Every reporter gets the same
+//! What a run shows while it trains: the lecture's per-step line and lab 11's line at each
+//! epoch's end (with a progress bar on a terminal), JSON lines for scripts, or nothing. Every reporter gets the same
 //! [`StepMetrics`] through the trainer's [`Reporter`] trait; `metrics.jsonl` in the run directory is written separately, always.
 
 use std::io::IsTerminal;
@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::run::metrics::StepMetrics;
-use crate::train::Reporter;
+use crate::train::{EpochEnd, Reporter};
 
 /// Human output: the lecture's line per step, always on stdout (a terminal, a file or a pipe),
 /// and a progress bar on stderr when stderr is a terminal. The bar is cleared while a line is
@@ -56,6 +56,18 @@ impl Reporter for HumanReporter {
                 bar.inc(1);
                 printed
             }
+            None => print(),
+        };
+        self.closed |= !printed;
+    }
+
+    fn epoch_end(&mut self, epoch: &EpochEnd) {
+        if !self.lines {
+            return;
+        }
+        let print = || super::stdout_line(&epoch.line());
+        let printed = match &self.bar {
+            Some(bar) => bar.suspend(print),
             None => print(),
         };
         self.closed |= !printed;

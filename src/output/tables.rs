@@ -69,12 +69,14 @@ mod tests {
             row[c] = 90;
             row[(c + 1) % NUM_CLASSES] = 10;
         }
+        let evaluation = Evaluation {
+            accuracy: 0.9,
+            loss: 0.3,
+            images: 1000,
+        };
         Report {
-            evaluation: Evaluation {
-                accuracy: 0.9,
-                loss: 0.3,
-                images: 1000,
-            },
+            members: vec![evaluation.clone()],
+            evaluation,
             confusion,
             mistakes: Vec::new(),
         }

@@ -6,13 +6,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
-use crate::model::Mlp;
+use crate::model::Model;
 use crate::run::fs::{fsync_dir, write_synced};
 
 const MODEL_FILE: &str = "model.bpk";
@@ -58,6 +57,13 @@ pub struct TrainState {
     pub evals_since_best: usize,
     /// Training wall time before this checkpoint, summed over interrupted sessions.
     pub elapsed_s: f64,
+    /// The current epoch's train columns summed over its steps so far, for the epoch's line.
+    #[serde(default)]
+    pub epoch_train_loss_sum: f64,
+    #[serde(default)]
+    pub epoch_train_accuracy_sum: f64,
+    #[serde(default)]
+    pub epoch_steps: usize,
 }
 
 impl TrainState {
@@ -77,6 +83,9 @@ impl TrainState {
             test_accuracy_at_best_valid: None,
             evals_since_best: 0,
             elapsed_s: 0.0,
+            epoch_train_loss_sum: 0.0,
+            epoch_train_accuracy_sum: 0.0,
+            epoch_steps: 0,
         }
     }
 }
@@ -91,7 +100,7 @@ pub struct Checkpoint {
 /// The model chosen on validation so far and the loop state after the step that chose it.
 #[derive(Clone)]
 pub struct Best {
-    pub model: Mlp,
+    pub model: Model,
     pub state: TrainState,
 }
 
@@ -99,7 +108,7 @@ pub struct Best {
 /// when given, is saved inside it.
 pub fn save(
     checkpoints_dir: &Path,
-    model: &Mlp,
+    model: &Model,
     optimizer: &ModuleOptimizer,
     state: &TrainState,
     best: Option<&Best>,
@@ -136,14 +145,12 @@ type Context<'a> = &'a dyn Fn(&str) -> String;
 /// A model (with its optimizer state when given) and its loop state into `dir`.
 fn write_contents(
     dir: &Path,
-    model: &Mlp,
+    model: &Model,
     optimizer: Option<&ModuleOptimizer>,
     state: &TrainState,
     ctx: Context,
 ) -> Result<()> {
-    model.settle_running_stats();
     model
-        .clone()
         .save_file(dir.join(MODEL_FILE))
         .map_err(|e| Error::Other(format!("{}: {e}", ctx(MODEL_FILE))))?;
     if let Some(optimizer) = optimizer {
@@ -294,7 +301,7 @@ fn read_state(dir: &Path) -> Result<Checkpoint> {
 /// passed over to find it.
 pub struct Loaded {
     pub checkpoint: Checkpoint,
-    pub model: Mlp,
+    pub model: Model,
     pub optimizer: Option<ModuleOptimizer>,
     /// The model chosen on validation that the checkpoint holds (loaded with the optimizer:
     /// for a resume).
@@ -326,7 +333,7 @@ pub fn load_newest(
     path: &Path,
     expect: Option<&ExperimentConfig>,
     damaged: Damaged,
-    fresh: &dyn Fn(&ExperimentConfig) -> Mlp,
+    fresh: &dyn Fn(&ExperimentConfig) -> Model,
     optimizer: Option<&dyn Fn(&ExperimentConfig) -> ModuleOptimizer>,
 ) -> Result<Loaded> {
     // Err((refused, e)): `refused` for a checkpoint that is fine but of another architecture
@@ -413,7 +420,11 @@ impl Checkpoint {
     /// Refuses a checkpoint whose parameter shapes differ from `config`'s.
     pub fn check_architecture(&self, config: &ExperimentConfig) -> Result<()> {
         let saved = &self.state.config;
-        if saved.hidden != config.hidden || saved.batchnorm != config.batchnorm {
+        let shape = |c: &ExperimentConfig| {
+            let convs = (c.model == crate::config::ModelKind::Cnn).then(|| c.conv_channels());
+            (c.model, convs, c.hidden.clone(), c.batchnorm)
+        };
+        if shape(saved) != shape(config) {
             return Err(Error::Checkpoint(format!(
                 "checkpoint {} was trained with architecture {}, but the config asks for {}; \
                  use the checkpoint's own config, or start a new run",
@@ -426,7 +437,7 @@ impl Checkpoint {
     }
 
     /// Loads the weights into `model` (which must have the checkpoint's architecture).
-    pub fn load_model(&self, model: Mlp) -> Result<Mlp> {
+    pub fn load_model(&self, model: Model) -> Result<Model> {
         let path = self.dir.join(MODEL_FILE);
         model.try_load_file(&path).map_err(|e| {
             Error::Checkpoint(format!(
@@ -439,7 +450,7 @@ impl Checkpoint {
 
     /// The model chosen on validation that this checkpoint holds, if it holds one; `fresh`
     /// is an untrained model of the checkpoint's architecture to load it into.
-    pub fn load_best(&self, fresh: Mlp) -> Result<Option<Best>> {
+    pub fn load_best(&self, fresh: Model) -> Result<Option<Best>> {
         let dir = self.dir.join(BEST_DIR);
         if !dir.join(STATE_FILE).is_file() {
             return Ok(None);
@@ -471,7 +482,7 @@ mod tests {
     use super::*;
     use crate::config::ExperimentConfig;
     use crate::data::IMAGE_PIXELS;
-    use crate::model::{Mlp, cross_entropy};
+    use crate::model::{Model, cross_entropy};
 
     #[test]
     fn checkpoint_round_trip_restores_weights_and_optimizer() {
@@ -487,7 +498,7 @@ mod tests {
             init: crate::config::Init::HeUniform,
             ..Default::default()
         };
-        let mut model = Mlp::new(&cfg, &ad);
+        let mut model = Model::new(&cfg, &ad);
         let mut optim = burn::optim::AdamConfig::new().init();
         let x = Tensor::<2>::random([8, IMAGE_PIXELS], Distribution::Default, &ad);
         let y = Tensor::<1, Int>::from_data(TensorData::from([0i64, 1, 2, 3, 4, 5, 6, 7]), &ad);
@@ -501,13 +512,13 @@ mod tests {
         let ckpt = open(&dir).unwrap();
         assert_eq!(ckpt.state, state);
 
-        let loaded = ckpt.load_model(Mlp::new(&cfg, &ad)).unwrap();
+        let loaded = ckpt.load_model(Model::new(&cfg, &ad)).unwrap();
         assert_eq!(loaded.parameters_flat(), model.parameters_flat());
         let mut loaded_optim = ckpt
             .load_optimizer(burn::optim::AdamConfig::new().init())
             .unwrap();
         // One more step from both: identical only if the Adam moments were restored.
-        let step = |m: Mlp, o: &mut burn::optim::ModuleOptimizer| {
+        let step = |m: Model, o: &mut burn::optim::ModuleOptimizer| {
             let loss = cross_entropy(m.forward(x.clone()), y.clone());
             let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
             o.step(1e-3, m, grads).parameters_flat()

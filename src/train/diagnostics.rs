@@ -12,7 +12,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
 use crate::config::Activation;
-use crate::model::Mlp;
+use crate::model::Model;
 use crate::run::metrics::LayerDiagnostics;
 
 /// Outputs within this share of the activation's range from a bound count as saturated.
@@ -33,17 +33,18 @@ pub struct Before {
 }
 
 /// Gradient norms, the weights before the update and the hidden layers' outputs on `images`
-/// (the step's batch, without autodiff), for a model on the autodiff device.
-pub fn before_update(model: &Mlp, grads: &GradientsParams, images: Tensor<2>) -> Before {
+/// (the step's batch, without autodiff), for a model on the autodiff device. A convolution's
+/// channels are its units: a dead channel puts out nothing positive anywhere on the batch.
+pub fn before_update(model: &Model, grads: &GradientsParams, images: Tensor<2>) -> Before {
     let mut layers = Vec::new();
     let mut weights = Vec::new();
-    for (name, layer) in model.dense_layers() {
-        let grad_norm = grads
-            .get::<2>(layer.weight.id)
-            .map_or(0.0, |g| l2(host(g).into_iter()));
-        weights.push(host(layer.weight.val().inner()));
+    for layer in model.weight_layers() {
+        let grad_norm = layer
+            .weight_grad(grads)
+            .map_or(0.0, |g| l2(g.iter::<f32>()));
+        weights.push(layer.weight_data().iter::<f32>().collect());
         layers.push(LayerDiagnostics {
-            name,
+            name: layer.name().to_string(),
             grad_norm: grad_norm as f32,
             ..Default::default()
         });
@@ -77,14 +78,14 @@ pub fn before_update(model: &Mlp, grads: &GradientsParams, images: Tensor<2>) ->
 
 impl Before {
     /// The weight norms and update ratios, from the model after the update.
-    pub fn after_update(mut self, model: &Mlp) -> Vec<LayerDiagnostics> {
-        for ((layer, before), (_, dense)) in self
+    pub fn after_update(mut self, model: &Model) -> Vec<LayerDiagnostics> {
+        for ((layer, before), weights) in self
             .layers
             .iter_mut()
             .zip(&self.weights)
-            .zip(model.dense_layers())
+            .zip(model.weight_layers())
         {
-            let after = host(dense.weight.val().inner());
+            let after: Vec<f32> = weights.weight_data().iter::<f32>().collect();
             let norm_before = l2(before.iter().copied());
             let change = l2(after.iter().zip(before).map(|(a, b)| a - b));
             layer.weight_norm = l2(after.into_iter()) as f32;
@@ -147,8 +148,10 @@ mod tests {
         let device = crate::backend::Backend::default_cpu().device().unwrap();
         let ad = device.clone().autodiff();
         ad.seed(config.seed);
-        let model = Mlp::new(&config, &ad);
-        let w = model.weights();
+        let model = Model::new(&config, &ad);
+        let crate::model::ModelWeights::Mlp(w) = model.weights() else {
+            panic!("an MLP config builds an MLP")
+        };
         let (w1, b1, w2, b2) = (
             &w.hidden[0].weight,
             &w.hidden[0].bias,

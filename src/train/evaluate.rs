@@ -1,29 +1,30 @@
 //! Test-set evaluation, shared by the training loop and `mnist-train eval`.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::NUM_CLASSES;
 use crate::data::batcher::ResidentSet;
-use crate::model::{FirstLayerHost, Mlp, correct_count, cross_entropy};
+use crate::model::{FirstLayerHost, Model, correct_count, cross_entropy};
 
-/// The logits of chunk `i` of `set`: from the sparse images where the set has them (the first
-/// layer on the host, [`crate::kernel`]), else Burn's dense forward pass.
-/// `host` is the model's first layer on the host; it is read back when `None` and needed.
+/// The logits of chunk `i` of `set`: from the sparse images where the set has them and the
+/// model takes them (the MLP's first layer on the host, [`crate::kernel`]), else Burn's dense
+/// forward pass. `host` is the MLP's first layer on the host; it is read back when `None` and
+/// needed.
 fn logits_fn<'a>(
-    model: &'a Mlp,
+    model: &'a Model,
     set: &'a ResidentSet,
     host: &'a mut Option<FirstLayerHost>,
 ) -> impl Fn(usize) -> Tensor<2> + 'a {
-    if set.sparse.is_some() && host.is_none() {
-        *host = Some(model.first_layer_host());
+    let sparse = set.sparse.as_ref().zip(model.lit_pixel_path());
+    if let (Some((_, mlp)), None) = (sparse, &host) {
+        *host = Some(mlp.first_layer_host());
     }
     let host = &*host;
-    move |i| match (&set.sparse, host) {
-        (Some(sparse), Some(host)) => {
+    move |i| match (sparse, host) {
+        (Some((sparse, mlp)), Some(host)) => {
             let device = set.chunks[i].0.device();
-            model.forward_from(model.first_layer_from(&sparse[i], host, &device))
+            mlp.forward_from(mlp.first_layer_from(&sparse[i], host, &device))
         }
         _ => model.forward(set.chunks[i].0.clone()),
     }
@@ -39,7 +40,7 @@ pub struct Evaluation {
 /// Accuracy and mean cross-entropy of `model` (already `valid()`: no autodiff, no dropout,
 /// batchnorm on running statistics) on the resident set. Sums stay on the device; two scalars
 /// are read back at the end.
-pub fn evaluate(model: &Mlp, set: &ResidentSet) -> Evaluation {
+pub fn evaluate(model: &Model, set: &ResidentSet) -> Evaluation {
     evaluate_with(model, set, &mut None)
 }
 
@@ -48,11 +49,11 @@ pub fn evaluate(model: &Mlp, set: &ResidentSet) -> Evaluation {
 ///
 /// [`run_step`]: crate::train::run_step
 pub fn evaluate_with(
-    model: &Mlp,
+    model: &Model,
     set: &ResidentSet,
     host: &mut Option<FirstLayerHost>,
 ) -> Evaluation {
-    if set.sparse.is_some() && !set.chunks.is_empty() {
+    if set.sparse.is_some() && model.lit_pixel_path().is_some() && !set.chunks.is_empty() {
         return evaluate_chunks_in_parallel(model, set, host);
     }
     let mut loss_sum: Option<Tensor<1>> = None;
@@ -87,7 +88,7 @@ pub fn evaluate_with(
 /// the threads and wait for them, about thirty times per chunk; whole chunks side by side do
 /// not wait. The sums are added in chunk order, so the result does not depend on the threads.
 fn evaluate_chunks_in_parallel(
-    model: &Mlp,
+    model: &Model,
     set: &ResidentSet,
     host: &mut Option<FirstLayerHost>,
 ) -> Evaluation {
@@ -116,10 +117,12 @@ fn evaluate_chunks_in_parallel(
 }
 
 /// What `mnist-train eval` reports: the overall numbers, the confusion matrix and the most
-/// confident mistakes.
+/// confident mistakes — of one model, or of an ensemble (the sum of its members' logits).
 #[derive(Debug, Clone)]
 pub struct Report {
     pub evaluation: Evaluation,
+    /// Each model's own numbers, in the order given (one entry for a single model).
+    pub members: Vec<Evaluation>,
     /// `confusion[true][predicted]` counts.
     pub confusion: [[u64; NUM_CLASSES]; NUM_CLASSES],
     /// Wrong predictions, most confident first.
@@ -140,33 +143,65 @@ impl Report {
     }
 }
 
-/// Evaluates like [`evaluate`], reading back every image's class probabilities (10 floats per
-/// image) to fill the confusion matrix and keep the `keep_mistakes` most confident mistakes.
-pub fn evaluate_report(model: &Mlp, set: &ResidentSet, keep_mistakes: usize) -> Report {
+/// Log-softmax of one row of logits, in f64.
+fn log_softmax_row(row: &[f32]) -> [f64; NUM_CLASSES] {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let log_sum = row
+        .iter()
+        .map(|&v| (v as f64 - max).exp())
+        .sum::<f64>()
+        .ln();
+    std::array::from_fn(|c| row[c] as f64 - max - log_sum)
+}
+
+fn argmax(row: &[f64]) -> usize {
+    (0..row.len()).fold(0, |best, c| if row[c] > row[best] { c } else { best })
+}
+
+/// Evaluates `models` (already `valid()`) on the set, reading back every image's logits (10
+/// floats per image and model) to score each model, and their ensemble — the sum of their
+/// logits, as labs 11-4 and 11-5 do — for the confusion matrix and the `keep_mistakes` most
+/// confident mistakes. One model is an ensemble of one.
+pub fn evaluate_report(models: &[&Model], set: &ResidentSet, keep_mistakes: usize) -> Report {
     let mut confusion = [[0u64; NUM_CLASSES]; NUM_CLASSES];
     let mut mistakes = Vec::new();
     let mut loss_sum = 0f64;
+    let mut member_sums = vec![(0f64, 0u64); models.len()];
     let mut offset = 0;
-    let mut host = None;
-    let logits_of = logits_fn(model, set, &mut host);
+    let mut hosts: Vec<Option<FirstLayerHost>> = models.iter().map(|_| None).collect();
+    let logits_of: Vec<_> = models
+        .iter()
+        .zip(hosts.iter_mut())
+        .map(|(model, host)| logits_fn(model, set, host))
+        .collect();
     for (i, (_, labels)) in set.chunks.iter().enumerate() {
-        let log_probs = log_softmax(logits_of(i), 1);
-        let log_probs: Vec<f32> = log_probs.into_data().iter::<f32>().collect();
+        let logits: Vec<Vec<f32>> = logits_of
+            .iter()
+            .map(|f| f(i).into_data().iter::<f32>().collect())
+            .collect();
         let labels: Vec<i64> = labels.clone().into_data().iter::<i64>().collect();
-        for (i, (row, &label)) in log_probs.chunks_exact(NUM_CLASSES).zip(&labels).enumerate() {
+        for (row, &label) in labels.iter().enumerate() {
             let label = label as usize;
-            let predicted = row
-                .iter()
-                .enumerate()
-                .fold(0, |best, (c, &v)| if v > row[best] { c } else { best });
+            let span = row * NUM_CLASSES..(row + 1) * NUM_CLASSES;
+            let mut sum = [0f32; NUM_CLASSES];
+            for (member, sums) in logits.iter().zip(member_sums.iter_mut()) {
+                let own = log_softmax_row(&member[span.clone()]);
+                sums.0 -= own[label];
+                sums.1 += (argmax(&own) == label) as u64;
+                for (s, v) in sum.iter_mut().zip(&member[span.clone()]) {
+                    *s += v;
+                }
+            }
+            let log_probs = log_softmax_row(&sum);
+            let predicted = argmax(&log_probs);
             confusion[label][predicted] += 1;
-            loss_sum -= row[label] as f64;
+            loss_sum -= log_probs[label];
             if predicted != label {
                 mistakes.push(Mistake {
-                    index: offset + i,
+                    index: offset + row,
                     label,
                     predicted,
-                    probability: row[predicted].exp(),
+                    probability: log_probs[predicted].exp() as f32,
                 });
             }
         }
@@ -176,12 +211,17 @@ pub fn evaluate_report(model: &Mlp, set: &ResidentSet, keep_mistakes: usize) -> 
     mistakes.truncate(keep_mistakes);
     let correct: u64 = (0..NUM_CLASSES).map(|c| confusion[c][c]).sum();
     let images = set.len.max(1) as f64;
+    let scored = |loss: f64, correct: u64| Evaluation {
+        accuracy: correct as f64 / images,
+        loss: loss / images,
+        images: set.len,
+    };
     Report {
-        evaluation: Evaluation {
-            accuracy: correct as f64 / images,
-            loss: loss_sum / images,
-            images: set.len,
-        },
+        evaluation: scored(loss_sum, correct),
+        members: member_sums
+            .iter()
+            .map(|&(loss, correct)| scored(loss, correct))
+            .collect(),
         confusion,
         mistakes,
     }

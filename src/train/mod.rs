@@ -21,7 +21,7 @@ use crate::config::ExperimentConfig;
 use crate::data::MnistData;
 use crate::data::batcher::{ResidentSet, epoch_order};
 use crate::error::{Error, Result};
-use crate::model::{FirstLayerHost, Mlp};
+use crate::model::{FirstLayerHost, Model};
 use crate::run::RunDir;
 use crate::run::metrics::{MetricsLog, StepMetrics};
 use crate::run::summary::Summary;
@@ -29,7 +29,7 @@ use crate::signals::StopFlag;
 use checkpoint::{Best, TrainState};
 pub use evaluate::{Evaluation, evaluate, evaluate_with};
 pub use optim::{LrScheduleState, optimizer};
-pub use reporter::Reporter;
+pub use reporter::{EpochEnd, Reporter};
 pub use step::{Step, StepOutput, run_step};
 
 /// How a call to [`Trainer::run`] ended.
@@ -85,7 +85,7 @@ pub fn diagnose_step(config: &ExperimentConfig, done: usize) -> bool {
 struct Session {
     /// The device with autodiff, which training steps run on.
     ad: Device,
-    model: Mlp,
+    model: Model,
     optim: ModuleOptimizer,
     state: TrainState,
     /// The model chosen on validation so far.
@@ -189,7 +189,7 @@ impl Trainer<'_> {
                 // Initialization is drawn from the seeded device RNG.
                 ad.seed(config.seed);
                 (
-                    Mlp::new(config, &ad),
+                    Model::new(config, &ad),
                     optimizer(config),
                     TrainState::new(config, &self.backend_name),
                     None,
@@ -316,6 +316,9 @@ impl Trainer<'_> {
         }
         let state = &mut s.state;
         state.last_train_loss = Some(out.train_loss as f64);
+        state.epoch_train_loss_sum += out.train_loss as f64;
+        state.epoch_train_accuracy_sum += out.train_accuracy as f64;
+        state.epoch_steps += 1;
         state.global_step += 1;
         state.step_in_epoch += 1;
         let epoch_end = state.step_in_epoch == s.steps_per_epoch;
@@ -360,8 +363,19 @@ impl Trainer<'_> {
         let output_closed = reporter.output_closed();
 
         if epoch_end {
+            let steps = state.epoch_steps.max(1) as f64;
+            reporter.epoch_end(&EpochEnd {
+                epoch: epoch + 1,
+                train_loss: state.epoch_train_loss_sum / steps,
+                train_accuracy: state.epoch_train_accuracy_sum / steps,
+                valid_accuracy: valid_eval.as_ref().map(|e| e.accuracy),
+                test_accuracy: eval.as_ref().map(|e| e.accuracy),
+            });
             state.epoch += 1;
             state.step_in_epoch = 0;
+            state.epoch_train_loss_sum = 0.0;
+            state.epoch_train_accuracy_sum = 0.0;
+            state.epoch_steps = 0;
         }
         let improved = match (&valid_eval, &eval) {
             (Some(v), Some(e)) => selection::record(state, v, e),

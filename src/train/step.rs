@@ -1,24 +1,25 @@
 //! One training step — the lecture's eager loop body — shared by the trainer and `bench`, so
 //! that what is benchmarked is exactly what trains.
 
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ExperimentConfig, TrainMetrics};
-use crate::data::batcher::{images_tensor, labels_tensor, metrics_seed, step_seed};
+use crate::data::augment::augment_batch;
+use crate::data::batcher::{augment_seed, images_tensor, labels_tensor, metrics_seed, step_seed};
 use crate::data::{IMAGE_PIXELS, Split};
 use crate::kernel::host_f32;
 use crate::kernel::{self, HostWeights, SparseImages};
-use crate::model::{FirstLayerHost, Input, Mlp, correct_count, cross_entropy};
+use crate::model::{FirstLayerHost, Input, Model, correct_count, cross_entropy};
 use crate::run::metrics::LayerDiagnostics;
 use crate::train::diagnostics;
 
 /// What a step leaves: the updated model and the step's train columns, read back.
 pub struct StepOutput {
-    pub model: Mlp,
+    pub model: Model,
     pub train_loss: f32,
     pub train_accuracy: f32,
     /// The per-layer diagnostics, when the step was asked to take them.
@@ -39,11 +40,12 @@ pub struct Step<'a> {
 
 /// One optimizer step on the autodiff device `ad` — Burn's loop: forward, loss, backward,
 /// optimizer step — then the train columns `config.train_metrics` asks for. Where the first
-/// layer comes from the batch's lit pixels, [`Batch`] does the difference.
+/// layer comes from the batch's lit pixels, [`Batch`] does the difference. With `augment`,
+/// the batch is the step's images transformed ([`crate::data::augment`]).
 /// `host` is `model`'s first layer on the host if the caller holds it, and is left holding
 /// the updated model's when the step read that back, else nothing.
 pub fn run_step(
-    model: Mlp,
+    model: Model,
     host: &mut Option<FirstLayerHost>,
     optim: &mut ModuleOptimizer,
     ad: &Device,
@@ -52,7 +54,29 @@ pub fn run_step(
     let (config, idx) = (step.config, step.idx);
     ad.seed(step_seed(config.seed, step.global_step));
     let labels = labels_tensor(&step.train.labels, idx, ad);
-    let mut batch = Batch::new(&model, host, step.train, idx, ad);
+    let augmented = config.augment.map(|a| {
+        augment_batch(
+            &step.train.images,
+            idx,
+            a,
+            augment_seed(config.seed, step.global_step),
+        )
+    });
+    let in_order: Vec<u32>;
+    let images = match &augmented {
+        Some(images) => {
+            in_order = (0..idx.len() as u32).collect();
+            Images {
+                bytes: images,
+                idx: &in_order,
+            }
+        }
+        None => Images {
+            bytes: &step.train.images,
+            idx,
+        },
+    };
+    let mut batch = Batch::new(&model, host, &images, ad);
 
     let logits = batch.forward(&model, ad);
     let loss = cross_entropy(logits.clone(), labels.clone());
@@ -62,7 +86,7 @@ pub fn run_step(
     };
     let grads = batch.backward(&loss, &model);
     let before = step.diagnose.then(|| {
-        let images = batch.dense_images(step.train, idx, ad);
+        let images = batch.dense_images(&images, ad);
         diagnostics::before_update(&model, &grads, images.inner())
     });
     // The update outdates any host copy (on the dense path a test pass may have left one).
@@ -88,6 +112,12 @@ pub fn run_step(
     }
 }
 
+/// The images of a step: `idx` of the images in `bytes`.
+struct Images<'a> {
+    bytes: &'a [u8],
+    idx: &'a [u32],
+}
+
 /// A step's images: Burn's dense tensor, or — the fast path on the CPU ([`kernel::trains_on`]) —
 /// their lit pixels, from which the first layer's product and weight gradient are computed by
 /// [`kernel`] instead of Burn (with the model's first weight on the host, and the product once
@@ -99,44 +129,48 @@ enum Batch {
     Sparse {
         images: SparseImages,
         weight: HostWeights,
+        /// The first weight's parameter, whose gradient the kernels compute.
+        weight_id: ParamId,
         product: Option<Tensor<2>>,
     },
 }
 
 impl Batch {
     fn new(
-        model: &Mlp,
+        model: &Model,
         host: &mut Option<FirstLayerHost>,
-        train: &Split,
-        idx: &[u32],
+        images: &Images,
         ad: &Device,
     ) -> Batch {
-        if !kernel::trains_on(ad) {
-            return Batch::Dense(images_tensor(&train.images, idx, ad));
-        }
+        let mlp = match model.lit_pixel_path() {
+            Some(mlp) if kernel::trains_on(ad) => mlp,
+            _ => return Batch::Dense(images_tensor(images.bytes, images.idx, ad)),
+        };
         // Both wait on memory, mostly: side by side they take the time of one.
-        let (images, weight) = rayon::join(
-            || SparseImages::gather(&train.images, idx, IMAGE_PIXELS),
+        let (sparse, weight) = rayon::join(
+            || SparseImages::gather(images.bytes, images.idx, IMAGE_PIXELS),
             || match host.take() {
                 Some((w, _)) => w,
-                None => model.first_weight_host(),
+                None => mlp.first_weight_host(),
             },
         );
         Batch::Sparse {
-            images,
+            images: sparse,
             weight,
+            weight_id: mlp.first_weight_id(),
             product: None,
         }
     }
 
     /// The logits, tracked by autodiff.
-    fn forward(&mut self, model: &Mlp, ad: &Device) -> Tensor<2> {
+    fn forward(&mut self, model: &Model, ad: &Device) -> Tensor<2> {
         match self {
             Batch::Dense(images) => model.forward(images.clone()),
             Batch::Sparse {
                 images,
                 weight,
                 product,
+                ..
             } => {
                 let rows = images.rows();
                 let mut values = vec![0f32; rows * weight.width()];
@@ -151,10 +185,11 @@ impl Batch {
 
     /// The gradients of `loss` for the optimizer; on the fast path autodiff stops at the first
     /// product, and the first weight's gradient is computed from the lit pixels.
-    fn backward(&self, loss: &Tensor<1>, model: &Mlp) -> GradientsParams {
+    fn backward(&self, loss: &Tensor<1>, model: &Model) -> GradientsParams {
         let mut grads = loss.backward();
         let Batch::Sparse {
             images,
+            weight_id,
             product: Some(product),
             ..
         } = self
@@ -170,32 +205,35 @@ impl Batch {
             let mut weight_grad = vec![0f32; IMAGE_PIXELS * width];
             kernel::weight_gradient(images, &product_grad, width, &mut weight_grad);
             let weight_grad = TensorData::new(weight_grad, [IMAGE_PIXELS, width]);
-            params.register(
-                model.first_weight_id(),
-                Tensor::<2>::from_data(weight_grad, &device),
-            );
+            params.register(*weight_id, Tensor::<2>::from_data(weight_grad, &device));
         }
         params
     }
 
     /// The dense images (built only for the diagnostics on the fast path).
-    fn dense_images(&self, train: &Split, idx: &[u32], ad: &Device) -> Tensor<2> {
+    fn dense_images(&self, images: &Images, ad: &Device) -> Tensor<2> {
         match self {
-            Batch::Dense(images) => images.clone(),
-            Batch::Sparse { .. } => images_tensor(&train.images, idx, ad),
+            Batch::Dense(dense) => dense.clone(),
+            Batch::Sparse { .. } => images_tensor(images.bytes, images.idx, ad),
         }
     }
 
     /// The input of the updated model `valid` for the lecture's columns; on the fast path its
     /// first layer, computed once for both columns from the weights read back into `host`,
     /// which the test pass and the next step then use.
-    fn updated_input(&self, valid: &Mlp, host: &mut Option<FirstLayerHost>, ad: &Device) -> Input {
-        match self {
-            Batch::Dense(images) => Input::Images(images.clone().inner()),
-            Batch::Sparse { images, .. } => {
-                let updated = host.insert(valid.first_layer_host());
-                valid.first_layer_from(images, updated, &ad.clone().inner())
+    fn updated_input(
+        &self,
+        valid: &Model,
+        host: &mut Option<FirstLayerHost>,
+        ad: &Device,
+    ) -> Input {
+        match (self, valid.lit_pixel_path()) {
+            (Batch::Sparse { images, .. }, Some(mlp)) => {
+                let updated = host.insert(mlp.first_layer_host());
+                mlp.first_layer_from(images, updated, &ad.clone().inner())
             }
+            (Batch::Dense(images), _) => Input::Images(images.clone().inner()),
+            (Batch::Sparse { .. }, None) => unreachable!("a sparse batch is the MLP's"),
         }
     }
 }
@@ -206,7 +244,7 @@ impl Batch {
 /// alone; the dropout masks come from a host RNG of their own, seeded by (seed, step), so
 /// training draws nothing different and is bit-identical to `train_metrics: batch`.
 fn lecture_metrics(
-    valid: &Mlp,
+    valid: &Model,
     input: Input,
     labels: Tensor<1, Int>,
     config: &ExperimentConfig,

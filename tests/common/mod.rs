@@ -117,7 +117,7 @@ pub fn final_weights(run: &Path) -> Vec<f32> {
         .device()
         .unwrap();
     let model = ckpt
-        .load_model(mnist_train::model::Mlp::new(&ckpt.state.config, &device))
+        .load_model(mnist_train::model::Model::new(&ckpt.state.config, &device))
         .unwrap();
     model.parameters_flat()
 }

@@ -8,7 +8,7 @@ use crate::common::{
     write_dataset,
 };
 use mnist_train::config::ExperimentConfig;
-use mnist_train::model::Mlp;
+use mnist_train::model::Model;
 use mnist_train::train::checkpoint;
 use predicates::prelude::*;
 
@@ -33,8 +33,22 @@ fn trains_prints_lecture_lines_and_writes_the_run_directory() {
         .assert()
         .success();
     let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
-    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("Epoch:")).collect();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Epoch: ["))
+        .collect();
     assert_eq!(lines.len(), 40, "one line per step:\n{stdout}");
+    // Lab 11's line closes each epoch: the epoch's mean train columns and its test accuracy.
+    let epochs: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Epoch: 1 ") || l.starts_with("Epoch: 2 "))
+        .collect();
+    assert_eq!(epochs.len(), 2, "one line per epoch:\n{stdout}");
+    let epoch_line = predicates::str::is_match(
+        r"^Epoch: 2 loss = \d+\.\d{8} train accuracy = \d\.\d{4} test accuracy = \d\.\d{4}$",
+    )
+    .unwrap();
+    assert!(epoch_line.eval(epochs[1]), "{}", epochs[1]);
     let line = predicates::str::is_match(
         r"^Epoch: \[ 1\] \[   19/   20\], train_loss: \d+\.\d{8}, train_accuracy: \d\.\d{4}, test_accuracy: \d\.\d{4}$",
     )
@@ -436,7 +450,7 @@ fn diverging_loss_stops_with_a_message_and_keeps_the_last_checkpoint() {
         let device = mnist_train::backend::Backend::default_cpu()
             .device()
             .unwrap();
-        let w = c.load_model(Mlp::new(&c.state.config, &device)).unwrap();
+        let w = c.load_model(Model::new(&c.state.config, &device)).unwrap();
         assert!(w.parameters_flat().iter().all(|v| v.is_finite()));
     }
 }
@@ -512,7 +526,7 @@ fn lecture_train_metrics_are_taken_after_the_update_and_change_no_training() {
         .device()
         .unwrap();
     let model = ckpt
-        .load_model(Mlp::new(&ckpt.state.config, &device))
+        .load_model(Model::new(&ckpt.state.config, &device))
         .unwrap()
         .valid();
     let mnist = MnistData::load_from(DatasetName::Mnist, &data.join("mnist")).unwrap();
@@ -555,7 +569,7 @@ fn step_lines_go_to_a_redirected_stdout_when_stderr_is_a_terminal() {
         String::from_utf8_lossy(&out.stdout)
     );
     let text = fs::read_to_string(&log).unwrap();
-    let lines = text.lines().filter(|l| l.starts_with("Epoch:")).count();
+    let lines = text.lines().filter(|l| l.starts_with("Epoch: [")).count();
     assert_eq!(lines, 20, "every step line in the file:\n{text}");
     assert!(text.contains("final test_accuracy"));
     let terminal = String::from_utf8_lossy(&out.stdout);

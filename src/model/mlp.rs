@@ -1,16 +1,17 @@
-//! The MLP of the lecture: 784 → hidden… → 10, each hidden layer
+//! The MLP of lab 10: 784 → hidden… → 10, each hidden layer
 //! dense → (batchnorm) → activation → (dropout).
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
-};
-use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
+use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::config::{Activation, ExperimentConfig, Init};
+use super::{
+    ActivationFn, DenseWeights, HiddenActivity, Input, ModelWeights, Network, NormWeights,
+    WeightLayer, batch_norm, batch_statistics, dense, dense_weights, host_dropout, initializer,
+    linear, norm_weights,
+};
+use crate::config::{Activation, ExperimentConfig};
 use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
-pub use crate::kernel::activation::ActivationFn;
 use crate::kernel::{HostWeights, SparseImages, Then, host_f32};
 
 /// A model's first dense layer read back to the host, as the kernels read it: its weight
@@ -18,26 +19,6 @@ use crate::kernel::{HostWeights, SparseImages, Then, host_f32};
 /// weights when callers pass it on: the lecture's train columns make it for the updated model,
 /// which the test pass and the next step then use ([`crate::train::run_step`]).
 pub type FirstLayerHost = (HostWeights, Vec<f32>);
-
-/// Burn's initializer equal to the Keras one the config names.
-pub fn initializer(init: Init, std: f64) -> Initializer {
-    // Burn's Kaiming formulas scale 1/√fan by `gain`; gain √2 makes them He's (Keras'
-    // he_uniform is ±√(6/fan_in), i.e. √3·√2/√fan_in).
-    let he_gain = std::f64::consts::SQRT_2;
-    match init {
-        Init::RandomNormal => Initializer::Normal { mean: 0.0, std },
-        Init::XavierUniform => Initializer::XavierUniform { gain: 1.0 },
-        Init::XavierNormal => Initializer::XavierNormal { gain: 1.0 },
-        Init::HeUniform => Initializer::KaimingUniform {
-            gain: he_gain,
-            fan_out_only: false,
-        },
-        Init::HeNormal => Initializer::KaimingNormal {
-            gain: he_gain,
-            fan_out_only: false,
-        },
-    }
-}
 
 #[derive(Module, Debug)]
 pub struct Mlp {
@@ -50,18 +31,6 @@ pub struct Mlp {
     activation: ActivationFn,
 }
 
-fn dense(d_in: usize, d_out: usize, init: &Initializer, device: &Device) -> Linear {
-    let mut layer = LinearConfig::new(d_in, d_out)
-        .with_initializer(init.clone())
-        .init(device);
-    // Burn would draw the bias from the weight initializer too; Keras starts it at zero.
-    layer.bias = Some(Initializer::Zeros.init([d_out], device));
-    // Parameters are lazy in Burn: draw the weights now, while the device RNG is in the state
-    // the caller seeded, so the initial weights depend on the seed alone.
-    let _ = layer.weight.val();
-    layer
-}
-
 impl Mlp {
     /// Builds the model on `device`, drawing weights from the device RNG (seed it first).
     pub fn new(config: &ExperimentConfig, device: &Device) -> Self {
@@ -72,14 +41,7 @@ impl Mlp {
         for &d_out in &config.hidden {
             hidden.push(dense(d_in, d_out, &init, device));
             if config.batchnorm {
-                norms.push(
-                    BatchNormConfig::new(d_out)
-                        // Keras' momentum is the weight of the old average; Burn's is the
-                        // weight of the new batch.
-                        .with_momentum(1.0 - config.batchnorm_momentum)
-                        .with_epsilon(config.batchnorm_epsilon)
-                        .init(device),
-                );
+                norms.push(batch_norm(d_out, config, device));
             }
             d_in = d_out;
         }
@@ -225,11 +187,25 @@ impl Mlp {
         }
         linear(&self.output, x)
     }
+}
 
-    /// Each hidden layer's outputs for `images` as training computes them, dropout aside:
-    /// batchnorm on the batch's statistics. Run on a model without autodiff (`valid()`); it
-    /// draws no randomness and leaves the running statistics alone, so looking changes nothing.
-    pub fn hidden_activity(&self, images: Tensor<2>) -> Vec<HiddenActivity> {
+impl Network for Mlp {
+    fn forward_from(&self, input: Input) -> Tensor<2> {
+        Mlp::forward_from(self, input)
+    }
+
+    // Burn's layers take their training path only on an autodiff device, where they also
+    // update the running statistics, so the two training-mode operations are spelled out here.
+    fn forward_training_mode(&self, input: Input, rng: &mut dyn rand::RngCore) -> Tensor<2> {
+        self.forward_with(
+            input,
+            batch_statistics,
+            |d, x| host_dropout(d, x, rng),
+            None,
+        )
+    }
+
+    fn hidden_activity(&self, images: Tensor<2>) -> Vec<HiddenActivity> {
         let mut seen = Vec::with_capacity(self.hidden.len());
         self.forward_with(
             Input::Images(images),
@@ -240,186 +216,33 @@ impl Mlp {
         seen
     }
 
-    /// The dense layers from the input to the output, named as the diagnostics name them
-    /// (`hidden.0`, …, `output`).
-    pub fn dense_layers(&self) -> Vec<(String, &Linear)> {
+    fn weight_layers(&self) -> Vec<WeightLayer<'_>> {
         self.hidden
             .iter()
             .enumerate()
-            .map(|(i, l)| (format!("hidden.{i}"), l))
-            .chain(std::iter::once(("output".to_string(), &self.output)))
+            .map(|(i, l)| WeightLayer::Dense(format!("hidden.{i}"), l))
+            .chain(std::iter::once(WeightLayer::Dense(
+                "output".to_string(),
+                &self.output,
+            )))
             .collect()
     }
 
-    pub fn activation(&self) -> ActivationFn {
+    fn activation(&self) -> ActivationFn {
         self.activation
     }
 
-    /// Logits in training mode — batchnorm on the batch's statistics, dropout — on a model
-    /// without autodiff (`valid()`), leaving the batchnorm running statistics untouched: the
-    /// lecture's `train_loss` with `training=True`. Burn's layers take their training path
-    /// only on an autodiff device, where they also update the running statistics, so the two
-    /// training-mode operations are spelled out here. The dropout masks come from `rng` on the
-    /// host: Burn's CPU `random_like` samples element by element and cost more than the rest
-    /// of this pass.
-    pub fn forward_training_mode(&self, input: Input, rng: &mut impl rand::RngCore) -> Tensor<2> {
-        // As Burn's Dropout: keep with probability 1 - p, scale the kept by 1 / (1 - p).
-        let host_mask = |dropout: &Dropout, x: Tensor<2>| {
-            let keep = 1.0 - dropout.prob;
-            let dims = x.dims();
-            let threshold = (keep * 4_294_967_296.0) as u64;
-            let scale = (1.0 / keep) as f32;
-            let mask: Vec<f32> = (0..dims[0] * dims[1])
-                .map(|_| {
-                    if (rng.next_u32() as u64) < threshold {
-                        scale
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            let mask = Tensor::from_data(TensorData::new(mask, dims), &x.device());
-            x * mask
-        };
-        self.forward_with(input, batch_statistics, host_mask, None)
+    fn norms(&self) -> Vec<&BatchNorm> {
+        self.norms.iter().collect()
     }
 
-    /// The trained parameters on the host, in Burn's layout, for exporters.
-    pub fn weights(&self) -> MlpWeights {
-        self.settle_running_stats();
-        let host = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
-        let dense = |layer: &Linear| {
-            let [d_in, d_out] = layer.weight.shape().dims::<2>();
-            DenseWeights {
-                d_in,
-                d_out,
-                weight: layer.weight.val().into_data().iter::<f32>().collect(),
-                bias: layer
-                    .bias
-                    .as_ref()
-                    .map_or_else(|| vec![0.0; d_out], |b| host(b.val())),
-            }
-        };
-        MlpWeights {
-            hidden: self.hidden.iter().map(dense).collect(),
-            norms: self
-                .norms
-                .iter()
-                .map(|n| NormWeights {
-                    gamma: host(n.gamma.val()),
-                    beta: host(n.beta.val()),
-                    running_mean: host(n.running_mean.value()),
-                    running_var: host(n.running_var.value()),
-                    epsilon: n.epsilon,
-                })
-                .collect(),
-            output: dense(&self.output),
-        }
+    fn weights(&self) -> ModelWeights {
+        ModelWeights::Mlp(MlpWeights {
+            hidden: self.hidden.iter().map(dense_weights).collect(),
+            norms: self.norms.iter().map(norm_weights).collect(),
+            output: dense_weights(&self.output),
+        })
     }
-
-    /// Class probabilities (softmax of the logits), one row of 10 per image.
-    pub fn probabilities(&self, images: Tensor<2>) -> Vec<[f32; NUM_CLASSES]> {
-        let p: Vec<f32> = activation::softmax(self.forward(images), 1)
-            .into_data()
-            .iter::<f32>()
-            .collect();
-        p.chunks_exact(NUM_CLASSES)
-            .map(|row| row.try_into().expect("rows of NUM_CLASSES"))
-            .collect()
-    }
-
-    /// Folds the batchnorm statistics of the last training step into the values that get saved.
-    ///
-    /// Burn's `RunningState` keeps each step's update pending until the next read, and a
-    /// module record reads the settled value without settling it first: a checkpoint taken
-    /// without this lags one step behind in its running mean and variance.
-    pub fn settle_running_stats(&self) {
-        for norm in &self.norms {
-            let _ = norm.running_mean.value_sync();
-            let _ = norm.running_var.value_sync();
-        }
-    }
-
-    /// Every parameter and batchnorm statistic, flattened in a fixed order: what "the same
-    /// weights" means when comparing two runs bit for bit.
-    pub fn parameters_flat(&self) -> Vec<f32> {
-        self.settle_running_stats();
-        let mut out = Vec::new();
-        let mut push = |data: burn::tensor::TensorData| {
-            out.extend(data.iter::<f32>());
-        };
-        for layer in self.hidden.iter().chain(std::iter::once(&self.output)) {
-            push(layer.weight.val().into_data());
-            if let Some(b) = &layer.bias {
-                push(b.val().into_data());
-            }
-        }
-        for norm in &self.norms {
-            push(norm.gamma.val().into_data());
-            push(norm.beta.val().into_data());
-            push(norm.running_mean.value().into_data());
-            push(norm.running_var.value().into_data());
-        }
-        out
-    }
-}
-
-/// Where a forward pass starts: from the images, or from the first dense layer computed
-/// elsewhere ([`crate::kernel`], from the images' lit pixels).
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// `[batch, 784]`, scaled to [0, 1].
-    Images(Tensor<2>),
-    /// The first dense layer's output, bias included (`x·W1 + b1`).
-    FirstLayer(Tensor<2>),
-    /// The first dense layer's product without its bias (`x·W1`); the model adds the bias.
-    FirstProduct(Tensor<2>),
-    /// The first hidden layer's output after its activation, as [`Mlp::first_layer_then`]
-    /// asked the first layer's loop to compute it.
-    FirstActivated(Tensor<2>),
-}
-
-/// `layer` applied to `x`: in training on flex, with the products scheduled for the step
-/// ([`crate::kernel::dense`]), elsewhere Burn's `Linear::forward`. Same values either way.
-fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
-    #[cfg(feature = "flex")]
-    return crate::kernel::dense::forward(layer, x);
-    #[cfg(not(feature = "flex"))]
-    layer.forward(x)
-}
-
-/// Batchnorm on the batch's own statistics, without touching the running ones.
-fn batch_statistics(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
-    burn::tensor::module::batch_norm_train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon)
-        .output
-}
-
-/// One hidden layer's outputs on a batch: after batchnorm (when the model has it) and after
-/// the activation.
-#[derive(Debug, Clone)]
-pub struct HiddenActivity {
-    pub normalized: Option<Tensor<2>>,
-    pub activated: Tensor<2>,
-}
-
-/// A dense layer's parameters on the host: `weight` is `[d_in, d_out]`, row-major (Burn's
-/// layout; PyTorch's is the transpose).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DenseWeights {
-    pub d_in: usize,
-    pub d_out: usize,
-    pub weight: Vec<f32>,
-    pub bias: Vec<f32>,
-}
-
-/// A batchnorm layer's parameters and running statistics on the host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NormWeights {
-    pub gamma: Vec<f32>,
-    pub beta: Vec<f32>,
-    pub running_mean: Vec<f32>,
-    pub running_var: Vec<f32>,
-    pub epsilon: f64,
 }
 
 /// Everything an exporter needs of a trained [`Mlp`].
@@ -431,26 +254,10 @@ pub struct MlpWeights {
     pub output: DenseWeights,
 }
 
-/// Mean cross-entropy of `logits` against integer `labels`.
-pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
-    CrossEntropyLossConfig::new()
-        .init(&logits.device())
-        .forward(logits, labels)
-}
-
-/// Number of rows whose arg-max equals the label, as a 1-element tensor (no host sync).
-pub fn correct_count(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1, Int> {
-    logits
-        .argmax(1)
-        .squeeze_dim::<1>(1)
-        .equal(labels)
-        .int()
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Init;
     use burn::tensor::Distribution;
 
     fn device() -> Device {
