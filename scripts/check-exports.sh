@@ -12,7 +12,8 @@ common=(--data-dir "$data" --offline --train-limit 10000 --eval-every 0 --quiet)
 "$bin" "${common[@]}" --init he --batchnorm --run-dir "$work/bn" >/dev/null
 "$bin" "${common[@]}" --init xavier --activation selu --dropout 0.3 --run-dir "$work/selu" >/dev/null
 "$bin" --config "$here/../configs/lab11-cnn.json" --data-dir "$data" --offline --quiet \
-  --epochs 1 --train-limit 3000 --batchnorm --activation elu --run-dir "$work/cnn" >/dev/null
+  --epochs 1 --train-limit 5000 --batchnorm --batchnorm-momentum 0.9 --activation elu \
+  --run-dir "$work/cnn" >/dev/null
 for run in bn selu cnn; do
   "$bin" eval --checkpoint "$work/$run" --data-dir "$data" --offline --json --out "$work" \
     >"$work/$run.json"

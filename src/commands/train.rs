@@ -135,6 +135,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         threads: Some(rayon::current_num_threads()),
     })?;
 
+    // What the augmentation does to a digit, for the report; a picture, so a failure is a
+    // warning.
+    if let Some(augment) = config.augment
+        && let Err(e) = plot::augmented(&run.path, &data.train.images, augment, config.seed)
+    {
+        eprintln!("warning: could not draw the augmented samples: {e}");
+    }
     let mut reporter: Box<dyn Reporter> = if args.json {
         Box::new(JsonReporter::default())
     } else {

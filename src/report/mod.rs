@@ -1,5 +1,5 @@
 //! `report.html`: one self-contained page per run or sweep directory — the config, the
-//! numbers, the curves, the diagnostics and (after `eval`) the confusion matrix and the
+//! network drawn, the numbers, the curves, the diagnostics and (after `eval`) the confusion matrix and the
 //! mistakes; for a sweep the results table, the comparison charts and links to each trial's
 //! page. Built only from the files already in the directory: it never trains or evaluates.
 //!
@@ -8,6 +8,7 @@
 //! page reads the same without JavaScript. A Content-Security-Policy in the page forbids any
 //! load but `data:` images, so a mistake here shows as a missing image, not as a request.
 
+mod architecture;
 pub mod html;
 mod run_page;
 mod sweep_page;

@@ -64,6 +64,9 @@ pub fn build(run: &Path) -> String {
 
     let mut body = String::new();
     body.push_str(&results_section(summary.as_ref(), &steps));
+    if let Ok(config) = &config {
+        body.push_str(&network_section(run, config));
+    }
     body.push_str("<div class=\"grid\">");
     type Draw = fn(&Path) -> std::result::Result<Option<String>, String>;
     let charts: [(&str, Draw, &str); 3] = [
@@ -408,6 +411,50 @@ fn eval_section(run: &Path, eval: Option<&EvalRecord>) -> String {
     }
     s.push_str("</section>");
     s
+}
+
+/// The network drawn layer by layer, and what the augmentation does to a digit when the run
+/// augments (`augmented.png`, drawn when it started).
+fn network_section(run: &Path, config: &crate::config::ExperimentConfig) -> String {
+    let mut s = format!(
+        "<section><h2>Network</h2><p>{} trainable parameters.</p>{}",
+        thousands(config.parameter_count()),
+        super::architecture::svg(config)
+    );
+    if let Some(augment) = config.augment {
+        match std::fs::read(run.join("augmented.png")) {
+            Ok(png) if png.starts_with(b"\x89PNG") => {
+                let _ = write!(
+                    s,
+                    "<figure><img style=\"max-width:600px\" alt=\"training images, as they \
+                     are and augmented\" \
+                     src=\"data:image/png;base64,{}\"><figcaption>--augment {augment}: each \
+                     training batch is drawn this way, anew at every step (augmented.png)\
+                     </figcaption></figure>",
+                    html::base64(&png)
+                );
+            }
+            _ => s.push_str(&html::missing(&format!(
+                "The run augments its batches ({augment}); no augmented.png to show them \
+                 (drawn when a run starts, with the `plots` feature)."
+            ))),
+        }
+    }
+    s.push_str("</section>");
+    s
+}
+
+/// `619786` as `619,786`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn config_section(

@@ -350,3 +350,41 @@ fn a_cnn_exports_in_pytorch_names_and_layouts() {
         );
     }
 }
+
+/// One sweep file crosses the two families and the CNN's own keys.
+#[test]
+fn a_sweep_grids_over_the_model_family_and_the_convolutions() {
+    let (tmp, data) = setup();
+    std::fs::write(
+        tmp.path().join("family.json"),
+        r#"{
+  "name": "family",
+  "base": {"batch_size": 32, "hidden": [16], "init": "he", "eval_every": 0,
+           "checkpoint_every": 0, "epochs": 1},
+  "trials": [{"model": "mlp"}, {"model": "cnn", "conv_channels": [4]},
+             {"model": "cnn", "conv_channels": [4, 8], "batchnorm": true}]
+}"#,
+    )
+    .unwrap();
+    let out_dir = tmp.path().join("sweep");
+    let out = bin(tmp.path(), &data)
+        .args(["sweep", "family.json", "--jobs", "1", "--out", s(&out_dir)])
+        .timeout(Duration::from_secs(300))
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    for label in [
+        "| relu-he-uniform-1x16 |",
+        "| cnn-relu-he-uniform-c4-1x16 |",
+    ] {
+        assert!(stdout.contains(label), "{label}: {stdout}");
+    }
+    assert!(
+        stdout.contains("cnn-relu-he-uniform-bn-c4x8-1x16"),
+        "{stdout}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("sweep.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["trials"].as_array().unwrap().len(), 3);
+}

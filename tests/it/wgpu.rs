@@ -418,3 +418,66 @@ fn bench_measures_wgpu() {
     assert_eq!(reports[0]["test_images"], 500);
     assert!(reports[0]["test_pass_s"]["median"].as_f64().unwrap() > 0.0);
 }
+
+/// The CNN on wgpu: resumed there from a CPU checkpoint, it ends where the CPU does — its
+/// convolutions, batchnorm per channel and the SAME pooling of an odd side (7 → 4) included.
+#[test]
+fn the_cnn_trains_on_wgpu_as_on_the_cpu() {
+    let (Some(_), Some(data)) = (adapter(), shared_data("the wgpu tests on real MNIST")) else {
+        return;
+    };
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cpu, gpu) = (tmp.path().join("cpu"), tmp.path().join("gpu"));
+    on("flex", tmp.path(), &data, &[])
+        .args([
+            "--model",
+            "cnn",
+            "--conv-channels",
+            "8,16,16",
+            "--hidden",
+            "32",
+        ])
+        .args(["--batchnorm", "--batchnorm-momentum", "0.9", "--init", "he"])
+        .args([
+            "--train-limit",
+            "1000",
+            "--test-limit",
+            "500",
+            "--batch-size",
+            "50",
+        ])
+        .args([
+            "--eval-every",
+            "0",
+            "--checkpoint-every",
+            "5",
+            "--max-steps",
+            "10",
+        ])
+        .args(["--quiet", "--run-dir", cpu.to_str().unwrap()])
+        .assert()
+        .success();
+    copy_dir(&cpu, &gpu);
+    let started = std::time::Instant::now();
+    for (backend, run) in [("flex", &cpu), ("wgpu", &gpu)] {
+        on(backend, tmp.path(), &data, &[])
+            .args(["--quiet", "--resume", run.to_str().unwrap()])
+            .assert()
+            .success();
+        assert_eq!(summary(run)["steps"], 20, "{backend}");
+    }
+    let (a_cpu, a_gpu) = (final_accuracy(&cpu), final_accuracy(&gpu));
+    let diff = max_abs_diff(&final_weights(&cpu), &final_weights(&gpu));
+    eprintln!(
+        "cnn, same start: cpu {a_cpu:.4}, wgpu {a_gpu:.4}, max weight difference {diff:.2e} \
+         ({:.1} s for both)",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(a_gpu > 0.5, "the CNN learned on wgpu: {a_gpu}");
+    assert!(
+        (a_cpu - a_gpu).abs() * 500.0 <= SAME_START_FLIPS,
+        "cpu {a_cpu} vs wgpu {a_gpu}"
+    );
+    assert!(diff < 1e-2, "weights drifted apart by {diff}");
+}

@@ -71,6 +71,15 @@ charts! {
         names: &[&str; 10]
     ) -> Result<Vec<PathBuf>, String> = Ok(Vec::new());
 
+    /// `augmented.png`: the first training images as they are and as `augment` draws them
+    /// (the draws of the run's first steps' stream), for the report.
+    pub fn augmented(
+        dir: &Path,
+        images: &[u8],
+        augment: crate::config::Augment,
+        seed: u64
+    ) -> Result<Vec<PathBuf>, String> = Ok(Vec::new());
+
     /// `mistakes.png`: a grid of the given test images, each captioned true → predicted (its
     /// probability).
     pub fn mistakes(

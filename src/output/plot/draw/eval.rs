@@ -1,4 +1,4 @@
-//! `eval`'s confusion heatmap and its most confident mistakes.
+//! `eval`'s confusion heatmap and its most confident mistakes; a run's augmented samples.
 
 use super::*;
 
@@ -133,19 +133,7 @@ pub fn mistakes(
             let y0 = 50 + (k / TILES_PER_ROW) as i32 * TILE_H;
             let left = x0 + (TILE_W - SIDE * TILE_SCALE) / 2;
             let pixels = &images[m.index * IMAGE_PIXELS..(m.index + 1) * IMAGE_PIXELS];
-            for (i, &v) in pixels.iter().enumerate() {
-                // Dark ink on white paper, as a digit is drawn.
-                let ink = 255 - v;
-                let (px, py) = (
-                    left + (i % IMAGE_SIDE) as i32 * TILE_SCALE,
-                    y0 + (i / IMAGE_SIDE) as i32 * TILE_SCALE,
-                );
-                root.draw(&Rectangle::new(
-                    [(px, py), (px + TILE_SCALE, py + TILE_SCALE)],
-                    RGBColor(ink, ink, ink).filled(),
-                ))
-                .map_err(err)?;
-            }
+            digit(&root, pixels, left, y0)?;
             let caption = format!(
                 "{} → {} ({:.2})",
                 names[m.label], names[m.predicted], m.probability
@@ -156,6 +144,79 @@ pub fn mistakes(
                 font(14),
             ))
             .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    write_atomic(&path, &encode_png(&buf, size)?).map_err(err)?;
+    Ok(vec![path])
+}
+
+/// A 28×28 image at (`left`, `top`), dark ink on white paper as a digit is drawn.
+fn digit<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    pixels: &[u8],
+    left: i32,
+    top: i32,
+) -> Result<(), String> {
+    for (i, &v) in pixels.iter().enumerate() {
+        let ink = 255 - v;
+        let (px, py) = (
+            left + (i % IMAGE_SIDE) as i32 * TILE_SCALE,
+            top + (i / IMAGE_SIDE) as i32 * TILE_SCALE,
+        );
+        root.draw(&Rectangle::new(
+            [(px, py), (px + TILE_SCALE, py + TILE_SCALE)],
+            RGBColor(ink, ink, ink).filled(),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Images shown by `augmented.png`, and the draws of each.
+const AUGMENTED_IMAGES: usize = 6;
+const AUGMENTED_DRAWS: usize = 3;
+
+pub fn augmented(
+    dir: &Path,
+    images: &[u8],
+    augment: crate::config::Augment,
+    seed: u64,
+) -> Result<Vec<PathBuf>, String> {
+    fonts();
+    let shown = AUGMENTED_IMAGES.min(images.len() / IMAGE_PIXELS);
+    let idx: Vec<u32> = (0..shown as u32).collect();
+    let draws: Vec<Vec<u8>> = (0..AUGMENTED_DRAWS)
+        .map(|d| {
+            let seed = crate::data::batcher::augment_seed(seed, d);
+            crate::data::augment::augment_batch(images, &idx, augment, seed)
+        })
+        .collect();
+    let cell = SIDE * TILE_SCALE + 12;
+    let size = (
+        (130 + shown as i32 * cell) as u32,
+        (60 + (1 + AUGMENTED_DRAWS) as i32 * cell) as u32,
+    );
+    let path = dir.join("augmented.png");
+    let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let font = |s: u32| (SANS, s).into_font().color(&BLACK);
+        let title = format!(
+            "Training images as drawn by --augment {augment}: as they are, then {AUGMENTED_DRAWS} draws"
+        );
+        root.draw(&Text::new(title, (12, 14), font(18)))
+            .map_err(err)?;
+        let rows = std::iter::once(("original", &images[..shown * IMAGE_PIXELS]))
+            .chain(draws.iter().map(|d| ("augmented", &d[..])));
+        for (r, (label, row)) in rows.enumerate() {
+            let top = 50 + r as i32 * cell;
+            root.draw(&Text::new(label, (12, top + cell / 2 - 10), font(15)))
+                .map_err(err)?;
+            for (k, pixels) in row.chunks_exact(IMAGE_PIXELS).enumerate() {
+                digit(&root, pixels, 120 + k as i32 * cell, top)?;
+            }
         }
         root.present().map_err(err)?;
     }

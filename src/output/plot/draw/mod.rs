@@ -185,6 +185,6 @@ mod run;
 mod sweep;
 
 pub use diagnostics::{run_diagnostics, run_diagnostics_svg};
-pub use eval::{confusion, mistakes};
+pub use eval::{augmented, confusion, mistakes};
 pub use run::{run_curves, run_curves_svg, run_lr_svg};
 pub use sweep::{sweep_plots, sweep_svgs};
