@@ -34,7 +34,7 @@ pub mod exit {
     pub const OUTPUT_CLOSED: i32 = 141;
 
     /// `--help`'s list of the codes above, each with what it means (the README's table says
-    /// the same at more length; `tests/docs.rs` holds the two to the same codes).
+    /// the same at more length; `tests/it/docs.rs` holds the two to the same codes).
     pub const HELP: &str = "\
 Exit codes:
   0    success

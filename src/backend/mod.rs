@@ -143,12 +143,12 @@ pub fn check_threads(threads: usize) -> Result<()> {
 
 const MAX_THREADS_PER_CORE: usize = 8;
 
-/// Sizes the CPU thread pool (rayon) shared by the CPU backends. Must run before any tensor work.
 /// Makes the C allocator keep the memory of freed large buffers for the next ones instead of
-/// returning it to the system. Burn allocates and frees a buffer per tensor operation; glibc
-/// hands out blocks of 128 KB and more as fresh pages, and faulting an 800 KB weight matrix's
-/// pages in again cost more than the operation (reading the first layer's weights back took many
-/// times as long; docs/speed.md). Memory the process has used stays its own, up to its peak.
+/// returning it to the system. Burn allocates and frees a buffer per tensor operation; by
+/// default glibc hands out blocks of 128 KB and more as fresh pages, and faulting an 800 KB
+/// weight matrix's pages in again costs more than the operation (reading the first layer's
+/// weights back takes 20× as long; docs/speed.md). Memory the process has used stays its own,
+/// up to its peak. Made at start-up whatever the fast-path settings (`MNIST_TRAIN_DENSE`) say.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only sets allocator parameters; called before the threads start.
@@ -160,12 +160,12 @@ pub fn keep_freed_memory() {
 
 /// Makes Burn's default device the CPU (flex) unless `BURN_DEVICE` names another.
 ///
-/// Burn loads a saved optimizer state onto its default device, GPUs first, and moves it to each
-/// parameter's device on the next step; our code names its devices everywhere else. With the
-/// `wgpu` feature, resuming a CPU run therefore started a Vulkan instance just to load the
-/// state: on a headless machine Mesa printed "XDG_RUNTIME_DIR is invalid" four times, on a
-/// real one it took GPU memory. On the CPU the state loads in place, and a GPU run's moves to
-/// the GPU with its first step, as before.
+/// Burn loads a saved optimizer state onto its default device, GPUs first when the `wgpu`
+/// feature is compiled in, and moves it to each parameter's device on the next step; our code
+/// names its devices everywhere else. With a GPU as the default, resuming a CPU run would start
+/// a Vulkan instance just to load the state, which takes GPU memory and, on a headless machine,
+/// prints the driver's warnings. With flex as the default the state of a CPU run loads where it
+/// is used, and a GPU run's moves to the GPU with its first step.
 ///
 /// # Safety
 ///
@@ -178,6 +178,8 @@ pub unsafe fn keep_burn_default_on_cpu() {
     }
 }
 
+/// Sizes the CPU thread pool (rayon) shared by the CPU backends. Must run before any tensor
+/// work.
 pub fn set_threads(threads: usize) -> Result<()> {
     check_threads(threads)?;
     rayon::ThreadPoolBuilder::new()

@@ -97,10 +97,9 @@ pub struct ResidentSet {
     pub len: usize,
 }
 
-/// Rows per evaluation chunk on the CPU backends; see [`ResidentSet`]. When each op was split
-/// over the threads, 1,000 beat 10,000, 5,000 and 2,000, and tied with 500. Since each chunk
-/// runs whole on one thread, 500 is faster: a chunk's first-layer output (500 KB) then stays in
-/// a 1 MB L2 for the next product (400, 625 and 2,000 no better; docs/speed.md).
+/// Rows per evaluation chunk on the CPU backends; see [`ResidentSet`]. Each chunk runs whole on
+/// one thread, and at 500 rows its first-layer output (500 KB) stays in a 1 MB L2 for the next
+/// product (400, 625, 1,000 and 2,000 were no faster; docs/speed.md).
 pub const EVAL_CHUNK: usize = 500;
 
 impl ResidentSet {

@@ -1,4 +1,5 @@
-//! The hidden layers' activations of an inference pass on the CPU, vectorized.
+//! The hidden layers' activations ([`Activation`], [`ActivationFn`]): Burn's, and on the CPU the
+//! same functions vectorized on the host, for inference and, with their derivative, training.
 //!
 //! Burn's CPU backends compute tanh and sigmoid with one call to the C library per value
 //! (docs/speed.md has the cost of each), and elu and selu as five passes around such an
@@ -7,10 +8,11 @@
 //! time with AVX-512), around a polynomial `exp` (Cephes' `expf`, within 2 ulp). No crate in our
 //! tree offers a vectorized `exp` for stable Rust, so it is written out.
 //!
-//! Passes without autodiff (evaluation, the lecture's train columns, `predict`) take the
-//! values from here; training on flex takes the values and the derivative from here and the
-//! chain rule from Burn's autodiff ([`apply_tracked`]). The results agree with Burn's to a few
-//! units in the last place (tanh near 0: within 1e-7 absolute), far below what moves a
+//! Passes without autodiff on the CPU (evaluation, the lecture's train columns, `predict`) take
+//! tanh, sigmoid, elu and selu from here; training on flex takes every activation but relu,
+//! the values and the derivative, from here and the chain rule from Burn's autodiff
+//! ([`apply_tracked`]); [`ActivationFn::apply_any`] decides. The results agree with Burn's to a
+//! few units in the last place (tanh near 0: within 1e-7 absolute), far below what moves a
 //! prediction; the tests of `evaluate` hold this path to the dense one.
 
 use burn::tensor::{Tensor, TensorData};

@@ -1,4 +1,8 @@
-//! The first dense layer computed from the images' lit pixels, for evaluation and training.
+//! Hand-written CPU computations that stand in for Burn's operations, and the switch that says
+//! where each runs ([`FastPaths`], [`runs_on`], [`trains_on`], [`evaluates_on`]): the hidden
+//! layers' activations ([`activation`]), the later dense layers' products ([`dense`], on flex),
+//! the first dense layer computed from the images' lit pixels and its weight gradient, and the
+//! choice of the compiled loops this CPU runs ([`KernelPath`]).
 //!
 //! MNIST images are about 81% zero pixels (151 of 784 lit per test image on average), and the
 //! first layer holds three quarters of a forward pass's arithmetic. Here it costs 5× less:
@@ -7,18 +11,19 @@
 //!   pixels only ([`first_layer`]);
 //! - training: each step builds its batch's sparse form, computes the product `x · W1` from it
 //!   ([`first_product`]), and the weight gradient `xᵀ · grad` from the same pixels
-//!   ([`weight_gradient`]). Burn's autodiff does the rest, the bias included, and Burn's
-//!   optimizer applies the gradient.
+//!   ([`weight_gradient`]). Burn's autodiff drives the rest of the backward pass, the bias
+//!   included; the later dense layers ([`dense`]), the activations and Adam's update
+//!   (`train::fused_adam`) run code of their own.
 //!
-//! The rest of the network runs in Burn, the later dense layers' products scheduled by
-//! [`dense`]. The first product's sums run in another order than Burn's dense product; the
-//! weight gradient's in the same. Neither depends on the thread count, so a seed still gives
-//! bit-identical training on one machine.
+//! The first product's sums run in another order than Burn's dense product; the weight
+//! gradient's in the same. Neither depends on the thread count, so a seed gives bit-identical
+//! training on one machine.
 //!
 //! Hand-written because no crate has this shape: generic CSR × dense products (`sprs`, or
 //! PyTorch's) walk one output column at a time or do not vectorize for the CPU they run on,
-//! and were no faster than the dense product. Here the accumulators of a block of 64
-//! outputs stay in registers across an image's lit pixels, and the loops are compiled three
+//! and were no faster than the dense product. Here the accumulators of a block of 32 outputs
+//! (`BLOCK`) stay in registers across an image's lit pixels, and those of 64 (`GRAD_BLOCK`)
+//! across the images that lit a pixel for the weight gradient. The loops are compiled three
 //! times — AVX-512, AVX2 + FMA, and portable — with the one to run chosen when the program
 //! starts from what the CPU reports (no build flag for the user's CPU). On 64-bit ARM (Apple
 //! M-series included) the portable version runs with fused multiply-adds, which every such CPU

@@ -1,4 +1,7 @@
-//! What people see: per-step progress on the terminal and the plots of runs and sweeps.
+//! What people see: the training progress on the terminal ([`progress`]), `eval`'s text tables
+//! ([`tables`]), the charts and pictures of runs, evaluations and sweeps ([`plot`]), and the
+//! commands' printing to stdout, which a closed reader does not turn into a panic
+//! ([`stdout_line`], [`outln!`](crate::outln)).
 
 pub mod plot;
 pub mod progress;

@@ -21,6 +21,7 @@ pub fn build(run: &Path) -> String {
         .unwrap_or_else(|| run.display().to_string());
     let config = crate::run::read_config(run);
     let summary = Summary::read(run);
+    let summary_unreadable = summary.is_none() && run.join(SUMMARY_FILE).is_file();
     let steps = metrics::read(run);
     let info = crate::run::read_info(run);
     let eval = EvalRecord::read(run);
@@ -49,6 +50,12 @@ pub fn build(run: &Path) -> String {
                 if s.epochs == 1 { "" } else { "s" }
             )
         }
+        (None, Some(last)) if summary_unreadable => format!(
+            "<span class=\"badge bad\">summary unreadable</span> {last} steps recorded; \
+             {SUMMARY_FILE} exists but cannot be read (damaged or written by another version). \
+             <code>mnist-train --resume {}</code> writes it again",
+            esc(&run.display().to_string())
+        ),
         (None, Some(last)) => format!(
             "<span class=\"badge warn\">not finished</span> {last} steps recorded, no \
              {SUMMARY_FILE} (interrupted, still running, or paused by --max-steps); continue \
@@ -63,7 +70,11 @@ pub fn build(run: &Path) -> String {
     let subtitle = format!("{} <br>{status}", esc(&label));
 
     let mut body = String::new();
-    body.push_str(&results_section(summary.as_ref(), &steps));
+    body.push_str(&results_section(
+        summary.as_ref(),
+        &steps,
+        summary_unreadable,
+    ));
     if let Ok(config) = &config {
         body.push_str(&network_section(run, config));
     }
@@ -78,13 +89,14 @@ pub fn build(run: &Path) -> String {
         (
             "Learning rate",
             crate::output::plot::run_lr_svg,
-            "No learning rate recorded (a run from before it was).",
+            "No learning rate recorded: metrics.jsonl has no `lr` column (an older version \
+             wrote it).",
         ),
         (
             "Per-layer diagnostics",
             crate::output::plot::run_diagnostics_svg,
-            "No diagnostics: the run took none (diagnostics_every = 0, or a run from before \
-             they were recorded).",
+            "No diagnostics: the run took none (diagnostics_every = 0, or an older version \
+             wrote its metrics).",
         ),
     ];
     let [curves, lr, diagnostics] = charts.map(|(heading, draw, none)| {
@@ -128,7 +140,7 @@ fn final_and_best(
     Some((last, best.1, best.0))
 }
 
-fn results_section(summary: Option<&Summary>, steps: &[StepMetrics]) -> String {
+fn results_section(summary: Option<&Summary>, steps: &[StepMetrics], unreadable: bool) -> String {
     let mut s = String::from("<section><h2>Results</h2>");
     if summary.is_none() && steps.is_empty() {
         s.push_str(&html::missing(
@@ -266,9 +278,11 @@ fn results_section(summary: Option<&Summary>, steps: &[StepMetrics]) -> String {
         );
     }
     if summary.is_none() {
-        s.push_str(&html::missing(
-            "No summary.json: the numbers come from metrics.jsonl as far as it goes.",
-        ));
+        s.push_str(&html::missing(if unreadable {
+            "summary.json cannot be read: the numbers come from metrics.jsonl as far as it goes."
+        } else {
+            "No summary.json: the numbers come from metrics.jsonl as far as it goes."
+        }));
     }
     s.push_str("</section>");
     s

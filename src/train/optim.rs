@@ -23,8 +23,8 @@ use crate::train::fused_adam::FusedAdam;
 /// The config's optimizer, with its weight decay and gradient clipping. Its state (moments,
 /// velocities, sums, step counts) is what a checkpoint's `optimizer.bpk` holds.
 pub fn optimizer(config: &ExperimentConfig) -> ModuleOptimizer {
-    // Absent rather than zero when off, so the default Adam is built exactly as before these
-    // options existed (bit-identical training).
+    // Absent rather than zero when off: the default Adam is then Burn's plain Adam, whose
+    // update the one-pass version reproduces bit for bit.
     let decay =
         (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     let clip = config

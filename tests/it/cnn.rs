@@ -49,6 +49,18 @@ fn a_cnn_learns_the_toy_data_and_says_what_it_is() {
         let dead = layer["dead_fraction"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&dead), "{layer}");
     }
+    // TensorBoard gets the conv layers' statistics; the page draws the network.
+    let events = std::fs::read(run.join("events.out.tfevents.metrics")).unwrap();
+    let tag = b"layers/conv.1/grad_norm";
+    assert!(events.windows(tag.len()).any(|w| w == tag));
+    let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+    for shape in [">28×28×4<", ">14×14×8<", ">7×7×8<", ">392<"] {
+        assert!(page.contains(shape), "the report draws {shape}");
+    }
+    // The run records that the MLP's lit-pixel kernels did not serve it.
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["fast_paths"]["first_layer_training"], "burn");
 }
 
 /// CI's smoke test on real MNIST: a few hundred images, one epoch, seconds, above chance.

