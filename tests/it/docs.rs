@@ -199,3 +199,57 @@ fn the_readme_lists_the_exit_codes_of_the_help() {
     in_help.sort();
     assert_eq!(in_readme, in_help);
 }
+
+/// docs/runs.md's list of a run directory's files names every file a run writes: a run that
+/// augments, takes diagnostics and is evaluated, listed after the fact.
+#[test]
+fn the_run_directory_list_names_every_file_a_run_writes() {
+    let runs_md =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runs.md"))
+            .unwrap();
+    let start = runs_md
+        .find("## Where runs go")
+        .expect("runs.md lists a run's files");
+    let end = runs_md[start..]
+        .find("\n## ")
+        .map_or(runs_md.len(), |e| start + e);
+    let list = &runs_md[start..end];
+    let (tmp, data) = crate::common::setup();
+    let run = tmp.path().join("run");
+    crate::common::bin(tmp.path(), &data)
+        .args(["--hidden", "16", "--batch-size", "32", "--eval-every", "10"])
+        .args([
+            "--augment",
+            "rotate=5",
+            "--diagnostics-every",
+            "5",
+            "--quiet",
+        ])
+        .args(["--run-dir", run.to_str().unwrap()])
+        .assert()
+        .success();
+    crate::common::bin(tmp.path(), &data)
+        .args(["eval", "--checkpoint", run.to_str().unwrap()])
+        .assert()
+        .success();
+    let mut names: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 14, "a full run directory: {names:?}");
+    for name in &names {
+        // `curves.svg` and `curves.png` are listed as `curves.svg/.png`.
+        let listed = match name.rsplit_once('.') {
+            Some((stem, "png")) if !list.contains(&format!("`{name}`")) => {
+                list.contains(&format!("`{stem}.svg/.png`"))
+            }
+            Some((stem, "svg")) => list.contains(&format!("`{stem}.svg/.png`")),
+            _ => list.contains(&format!("`{name}`")) || list.contains(&format!("`{name}/`")),
+        };
+        assert!(
+            listed,
+            "docs/runs.md does not list `{name}`, which a run writes"
+        );
+    }
+}
