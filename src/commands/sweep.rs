@@ -199,10 +199,19 @@ fn run_sweep(args: SweepRunArgs) -> Result<()> {
         .filter(|o| matches!(o, Outcome::Finished { .. } | Outcome::Failed { .. }))
         .count();
     let skipped = outcomes.iter().filter(|o| **o == Outcome::Skipped).count();
+    let elsewhere = outcomes
+        .iter()
+        .filter(|o| **o == Outcome::Elsewhere)
+        .count();
     eprintln!(
-        "ran {ran} trial{} ({skipped} already finished) in {:.1} s with {jobs} at a time × \
+        "ran {ran} trial{} ({skipped} already finished{}) in {:.1} s with {jobs} at a time × \
          {threads} thread{}",
         if ran == 1 { "" } else { "s" },
+        if elsewhere > 0 {
+            format!(", {elsewhere} running in another sweep process")
+        } else {
+            String::new()
+        },
         started.elapsed().as_secs_f64(),
         if threads == 1 { "" } else { "s" },
     );

@@ -21,7 +21,7 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
 /// Where the run found its data: a resume without `--data-dir` looks there first.
 pub const INFO_FILE: &str = "run.json";
-const LOCK_FILE: &str = ".lock";
+pub const LOCK_FILE: &str = ".lock";
 
 /// What a run needs to know on resume that is not part of the experiment, and where it ran.
 /// A key a run from before it was recorded lacks reads as `None`.

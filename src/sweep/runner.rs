@@ -1,6 +1,10 @@
 //! Runs a sweep's trials as child processes of this binary (`train --config … --run-dir …`),
 //! `jobs` at a time, each with its share of the CPU threads. A child per trial isolates each
 //! trial's thread pool and makes resuming trivial (`train --resume <dir>`).
+//!
+//! Several sweep processes may work on one directory (a second terminal, machines sharing a
+//! filesystem): each claims a trial before touching it, and a trial claimed by another process
+//! is "running elsewhere", skipped, never failed.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -49,6 +53,48 @@ pub enum Outcome {
     },
     /// Not started because the sweep was asked to stop.
     NotStarted,
+    /// Claimed by another sweep process on the same directory (or its trainer still holds the
+    /// run): left to it.
+    Elsewhere,
+}
+
+/// A trial's claim: the sweep process that runs the trial holds an exclusive lock on this file
+/// in its directory, from before it touches anything there until the trial's end. The lock
+/// (`flock`) goes with the process however it ends, `kill -9` included.
+const CLAIM_FILE: &str = ".sweep-claim";
+
+/// Claims the trial in `dir` for this process: the open, locked claim file, or `None` when
+/// another process holds it.
+fn claim(dir: &Path) -> Result<Option<std::fs::File>> {
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let path = dir.join(CLAIM_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .read(true)
+        .open(&path)
+        .map_err(Error::io(format!("opening {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("locking {}", path.display()))(e))
+        }
+    }
+}
+
+/// Whether a trainer holds the run in `dir` (its `.lock`): the trainer of a sweep process that
+/// was killed, still writing its last checkpoint.
+fn trainer_holds(dir: &Path) -> bool {
+    let Ok(file) = OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(dir.join(crate::run::LOCK_FILE))
+    else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
 /// The directory of a trial: `<label>-s<seed>-<hash>`, or an existing directory of the same
@@ -137,7 +183,16 @@ fn run_one(out: &Path, trial: &Trial, opts: &RunOptions, stop: &StopFlag) -> Res
         }
         return Ok(Outcome::Skipped);
     }
-    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let Some(_claim) = claim(&dir)? else {
+        return Ok(Outcome::Elsewhere);
+    };
+    if trainer_holds(&dir) {
+        return Ok(Outcome::Elsewhere);
+    }
+    // Another process may have finished it since the check above.
+    if trial_status(&dir, &trial.config) == TrialStatus::Done {
+        return Ok(Outcome::Skipped);
+    }
     let session_started = tensorboard::now();
     opts.sessions.write(&dir, trial, session_started, None)?;
     let _ = std::fs::remove_file(dir.join(STATUS_FILE));
@@ -186,6 +241,21 @@ fn run_one(out: &Path, trial: &Trial, opts: &RunOptions, stop: &StopFlag) -> Res
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))
         .env_remove("MNIST_TRAIN_THREADS");
+    // A sweep process that dies (even by `kill -9`) takes its trial down with a checkpoint
+    // (SIGTERM), so that the next sweep process on the directory resumes it instead of finding
+    // an orphan holding the run. The signal follows the thread that spawned the child, which
+    // waits for it below.
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches only the child being started.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+    }
 
     let started = Instant::now();
     let mut child = cmd
@@ -253,11 +323,43 @@ pub fn run(
     opts: &RunOptions,
     stop: &StopFlag,
 ) -> Result<Vec<Outcome>> {
-    let next = AtomicUsize::new(0);
-    let finished = AtomicUsize::new(0);
     let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; trials.len()]);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let total = trials.len();
+    // Every trial, then once more those another process held: it may have let go of them since
+    // (finished, or killed with its trial checkpointed).
+    let mut todo: Vec<usize> = (0..trials.len()).collect();
+    for _pass in 0..2 {
+        if todo.is_empty() {
+            break;
+        }
+        run_pass(out, trials, &todo, opts, stop, &outcomes, &first_error);
+        todo.retain(|&i| outcomes.lock().unwrap()[i] == Some(Outcome::Elsewhere));
+    }
+    if let Some(e) = first_error.into_inner().unwrap() {
+        return Err(e);
+    }
+    Ok(outcomes
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::NotStarted))
+        .collect())
+}
+
+/// Runs the trials `todo` (indices into `trials`), `opts.jobs` at a time, recording each
+/// outcome and printing one line per trial.
+fn run_pass(
+    out: &Path,
+    trials: &[&Trial],
+    todo: &[usize],
+    opts: &RunOptions,
+    stop: &StopFlag,
+    outcomes: &Mutex<Vec<Option<Outcome>>>,
+    first_error: &Mutex<Option<Error>>,
+) {
+    let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    let total = todo.len();
     std::thread::scope(|scope| {
         for _ in 0..opts.jobs.max(1).min(total.max(1)) {
             scope.spawn(|| {
@@ -265,8 +367,10 @@ pub fn run(
                     if stop.requested().is_some() || first_error.lock().unwrap().is_some() {
                         return;
                     }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(trial) = trials.get(i) else { return };
+                    let Some(&i) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                        return;
+                    };
+                    let trial = trials[i];
                     let result = run_one(out, trial, opts, stop);
                     let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
                     let name = trial.dir_name();
@@ -301,6 +405,10 @@ pub fn run(
                                     "[{n}/{total}] {name}: FAILED (exit {exit_code}); see {}",
                                     trial_dir(out, trial).join("train.log").display()
                                 ),
+                                Outcome::Elsewhere => eprintln!(
+                                    "[{n}/{total}] {name}: running in another sweep process, \
+                                     left to it"
+                                ),
                                 Outcome::NotStarted => {}
                             }
                             outcomes.lock().unwrap()[i] = Some(outcome);
@@ -313,13 +421,4 @@ pub fn run(
             });
         }
     });
-    if let Some(e) = first_error.into_inner().unwrap() {
-        return Err(e);
-    }
-    Ok(outcomes
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(|o| o.unwrap_or(Outcome::NotStarted))
-        .collect())
 }

@@ -293,3 +293,125 @@ fn with_a_validation_split_best_is_chosen_on_validation() {
         assert!((trial["best_test_accuracy"].as_f64().unwrap() - chosen).abs() < 1e-9);
     }
 }
+
+/// Several sweep processes on one directory share its trials: each trial runs in one of them,
+/// the others leave it ("running in another sweep process"), nobody fails, and each trial's
+/// log and status come from the process that ran it.
+#[test]
+fn sweeps_started_together_on_one_directory_share_the_trials() {
+    let (tmp, data) = crate::common::setup();
+    fs::write(
+        tmp.path().join("shared.json"),
+        r#"{"base": {"batch_size": 32, "hidden": [16], "eval_every": 0, "epochs": 15},
+            "grid": {"init": ["he", "xavier"]}, "seeds": [0, 1]}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("shared");
+    let children: Vec<std::process::Child> = (0..3)
+        .map(|_| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-train"));
+            cmd.current_dir(tmp.path())
+                .env("MNIST_DATA_DIR", &data)
+                .env_remove("MNIST_TRAIN_BACKEND")
+                .args(["sweep", "shared.json", "--threads", "1", "--out"])
+                .arg(&out)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let mut ran = 0;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        assert!(!stderr.contains("FAILED"), "{stderr}");
+        ran += stderr.matches(": test accuracy").count();
+        // Each ends with the table of what is finished so far.
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(stdout.contains("trials finished"), "{stdout}");
+    }
+    assert_eq!(ran, 4, "each trial ran in exactly one process");
+    bin(tmp.path(), &data)
+        .args(["sweep", "report"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("4 of 4 trials finished"));
+    for entry in fs::read_dir(&out).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let log = fs::read_to_string(dir.join("train.log")).unwrap();
+        assert_eq!(log.matches("training ").count(), 1, "one trainer: {log}");
+        assert!(!dir.join("sweep-status.json").exists());
+    }
+}
+
+/// A sweep process killed with `kill -9` mid-trial takes its trainer down with a checkpoint
+/// (SIGTERM), and the next sweep process on the directory resumes the trial.
+#[test]
+fn a_trial_of_a_killed_sweep_is_resumed_by_the_next_one() {
+    let (tmp, data) = crate::common::setup();
+    fs::write(
+        tmp.path().join("long.json"),
+        r#"{"base": {"batch_size": 32, "hidden": [16], "eval_every": 0, "epochs": 150,
+            "checkpoint_every": 10}}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("long");
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+        .current_dir(tmp.path())
+        .env("MNIST_DATA_DIR", &data)
+        .args(["sweep", "long.json", "--threads", "1", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let trial = || {
+        fs::read_dir(&out)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.join("metrics.jsonl").is_file())
+    };
+    let steps = |dir: &Path| {
+        fs::read_to_string(dir.join("metrics.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let dir = loop {
+        if let Some(dir) = trial().filter(|d| steps(d) > 50) {
+            break dir;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trial never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    // The orphaned trainer checkpoints and leaves.
+    let log = || fs::read_to_string(dir.join("train.log")).unwrap_or_default();
+    while !log().contains("interrupted by SIGTERM") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trainer kept running: {}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stopped_at = steps(&dir);
+    assert!(stopped_at < 150 * 20, "killed mid-trial");
+    bin(tmp.path(), &data)
+        .args(["sweep", "long.json", "--threads", "1", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(log().contains("resuming"), "{}", log());
+    let summary = crate::common::summary(&dir);
+    assert_eq!(summary["steps"], 150 * 20);
+}
