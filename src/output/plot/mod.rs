@@ -178,7 +178,7 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
         assert!(svg.contains("Learning curves: relu-random-normal0.05"));
         let png = decode(&paths[1]);
-        assert_eq!((png.0, png.1), (1100, 850));
+        assert_eq!((png.0, png.1), (800, 720));
         assert_eq!(pixel(&png, 2, 2), [255, 255, 255], "white background");
         assert!(count(&png, BLUE) > 200, "the first curve is drawn in blue");
 

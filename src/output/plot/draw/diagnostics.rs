@@ -12,7 +12,7 @@ pub(super) struct DiagnosticsData {
     pub(super) share_name: &'static str,
 }
 
-pub(super) const DIAGNOSTICS_SIZE: (u32, u32) = (1100, 1150);
+pub(super) const DIAGNOSTICS_SIZE: (u32, u32) = (800, 1000);
 
 pub(super) fn diagnostics_data(run: &Path) -> Option<DiagnosticsData> {
     let steps: Vec<_> = metrics::read(run)
@@ -72,11 +72,11 @@ pub(super) fn draw_diagnostics<DB: DrawingBackend>(
             .map(|l| l.grad_norm as f64),
     );
     let mut grads = ChartBuilder::on(&grad_area)
-        .caption("gradient norm ‖∂loss/∂W‖ per layer (log scale)", (SANS, 18))
+        .caption("gradient norm ‖∂loss/∂W‖ per layer (log scale)", (SANS, 22))
         .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, (lo..hi).log_scale())
+        .x_label_area_size(55)
+        .y_label_area_size(95)
+        .build_cartesian_2d(0f64..x_max, log_axis(lo, hi))
         .map_err(err)?;
     log_vs_step_mesh(&mut grads, "gradient norm")?;
     for (k, name) in data.layers.iter().enumerate() {
@@ -107,11 +107,11 @@ pub(super) fn draw_diagnostics<DB: DrawingBackend>(
     let mut spread = ChartBuilder::on(&std_area)
         .caption(
             "spread of each hidden layer's outputs (std over batch and units)",
-            (SANS, 18),
+            (SANS, 22),
         )
         .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+        .x_label_area_size(55)
+        .y_label_area_size(95)
         .build_cartesian_2d(0f64..x_max, 0f64..std_hi)
         .map_err(err)?;
     spread
@@ -120,8 +120,8 @@ pub(super) fn draw_diagnostics<DB: DrawingBackend>(
         .y_desc("output std")
         .x_label_formatter(&int_label)
         .y_label_formatter(&|v: &f64| format!("{v:.2}"))
-        .label_style((SANS, 15))
-        .axis_desc_style((SANS, 17))
+        .label_style((SANS, 21))
+        .axis_desc_style((SANS, 22))
         .light_line_style(RGBColor(238, 238, 238))
         .draw()
         .map_err(err)?;
@@ -146,11 +146,11 @@ pub(super) fn draw_diagnostics<DB: DrawingBackend>(
                 "saturated" => "saturated outputs: within 2% of the activation's bounds (%)",
                 _ => "dead units: output ≤ 0 on the whole batch (%)",
             },
-            (SANS, 18),
+            (SANS, 22),
         )
         .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+        .x_label_area_size(55)
+        .y_label_area_size(95)
         .build_cartesian_2d(0f64..x_max, 0f64..100f64)
         .map_err(err)?;
     percent_vs_step_mesh(&mut share, &format!("{} (%)", data.share_name))?;

@@ -69,8 +69,8 @@ where
         .y_desc(y_desc)
         .x_label_formatter(&int_label)
         .y_label_formatter(&y_label)
-        .label_style((SANS, 15))
-        .axis_desc_style((SANS, 17))
+        .label_style((SANS, 21))
+        .axis_desc_style((SANS, 22))
         .light_line_style(minor)
         .draw()
         .map_err(err)
@@ -84,9 +84,33 @@ fn percent_vs_step_mesh<DB: DrawingBackend>(
     step_mesh(chart, y_desc, int_label, RGBColor(238, 238, 238))
 }
 
+/// A log axis with its ticks where a reader looks for them.
+type LogAxis = plotters::coord::combinators::WithKeyPoints<LogCoord<f64>>;
+
+/// A log axis over `lo..hi` with a tick at every 1, 2 and 5 × 10^k inside it, so that a value
+/// between two decades (a final loss of 0.16) can be read off; every decade alone when those
+/// would crowd the axis (more than 12).
+fn log_axis(lo: f64, hi: f64) -> LogAxis {
+    let ticks = log_ticks(lo, hi);
+    (lo..hi).log_scale().with_key_points(ticks)
+}
+
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let decades = lo.log10().floor() as i32..=hi.log10().ceil() as i32;
+    let at = |steps: &[f64]| -> Vec<f64> {
+        decades
+            .clone()
+            .flat_map(|k| steps.iter().map(move |m| m * 10f64.powi(k)))
+            .filter(|v| (lo..=hi).contains(v))
+            .collect()
+    };
+    let fine = at(&[1.0, 2.0, 5.0]);
+    if fine.len() <= 12 { fine } else { at(&[1.0]) }
+}
+
 /// Grid and labels of a log-scale chart against the training step.
 fn log_vs_step_mesh<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, LogCoord<f64>>>,
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, LogAxis>>,
     y_desc: &str,
 ) -> Result<(), String> {
     step_mesh(chart, y_desc, sci_label, WHITE)
@@ -164,7 +188,7 @@ fn series_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
-        .label_font((SANS, 15))
+        .label_font((SANS, 21))
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(180, 180, 180))
         .draw()
@@ -188,3 +212,24 @@ pub use diagnostics::{run_diagnostics, run_diagnostics_svg};
 pub use eval::{augmented, confusion, mistakes};
 pub use run::{run_curves, run_curves_svg, run_lr_svg};
 pub use sweep::{sweep_plots, sweep_svgs};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_axis_has_ticks_at_one_two_and_five_of_each_decade() {
+        // A loss from 2.3 down to 0.16: every value in between can be read off.
+        assert_eq!(log_ticks(0.13, 2.9), [0.2, 0.5, 1.0, 2.0]);
+        let ticks = log_ticks(0.01, 20.0);
+        assert_eq!(ticks.len(), 11);
+        assert!(ticks.contains(&0.05) && ticks.contains(&20.0));
+        // Many decades: the decades alone.
+        assert_eq!(
+            log_ticks(1e-8, 1e2),
+            [
+                1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0
+            ]
+        );
+    }
+}

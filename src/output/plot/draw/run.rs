@@ -19,8 +19,8 @@ pub(super) struct RunData {
     pub(super) steps: Vec<Point>,
 }
 
-pub(super) const CURVES_SIZE: (u32, u32) = (1100, 850);
-pub(super) const LR_SIZE: (u32, u32) = (1100, 330);
+pub(super) const CURVES_SIZE: (u32, u32) = (800, 720);
+pub(super) const LR_SIZE: (u32, u32) = (800, 280);
 
 pub(super) fn run_data(run: &Path) -> RunData {
     let pct = |a: Option<f32>| a.map(|a| a as f64 * 100.0);
@@ -84,8 +84,8 @@ pub(super) fn draw_lr<DB: DrawingBackend>(
         .max(1e-12);
     let mut chart = ChartBuilder::on(&root)
         .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
+        .x_label_area_size(58)
+        .y_label_area_size(100)
         .build_cartesian_2d(0f64..x_max, 0f64..hi * 1.1)
         .map_err(err)?;
     chart
@@ -95,8 +95,8 @@ pub(super) fn draw_lr<DB: DrawingBackend>(
         .x_label_formatter(&int_label)
         .y_label_formatter(&|v: &f64| format!("{v:.1e}"))
         .y_labels(6)
-        .label_style((SANS, 15))
-        .axis_desc_style((SANS, 17))
+        .label_style((SANS, 21))
+        .axis_desc_style((SANS, 22))
         .light_line_style(RGBColor(238, 238, 238))
         .draw()
         .map_err(err)?;
@@ -138,8 +138,8 @@ pub(super) fn draw_run<DB: DrawingBackend>(
 
     let mut acc = ChartBuilder::on(&top)
         .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
+        .x_label_area_size(58)
+        .y_label_area_size(90)
         .build_cartesian_2d(0f64..x_max, 0f64..100f64)
         .map_err(err)?;
     percent_vs_step_mesh(&mut acc, "accuracy (%)")?;
@@ -190,7 +190,7 @@ pub(super) fn draw_run<DB: DrawingBackend>(
     }
     acc.configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
-        .label_font((SANS, 15))
+        .label_font((SANS, 21))
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(180, 180, 180))
         .draw()
@@ -213,9 +213,9 @@ pub(super) fn draw_run<DB: DrawingBackend>(
         .max(lo * 10.0);
     let mut loss = ChartBuilder::on(&bottom)
         .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
-        .build_cartesian_2d(0f64..x_max, (lo * 0.8..hi * 1.25).log_scale())
+        .x_label_area_size(58)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0f64..x_max, log_axis(lo * 0.8, hi * 1.25))
         .map_err(err)?;
     loss.configure_mesh()
         .x_desc("training step")
@@ -223,8 +223,8 @@ pub(super) fn draw_run<DB: DrawingBackend>(
         .x_label_formatter(&int_label)
         .y_label_formatter(&loss_label)
         .y_labels(10)
-        .label_style((SANS, 15))
-        .axis_desc_style((SANS, 17))
+        .label_style((SANS, 21))
+        .axis_desc_style((SANS, 22))
         .light_line_style(WHITE)
         .draw()
         .map_err(err)?;
@@ -266,7 +266,7 @@ pub(super) fn draw_run<DB: DrawingBackend>(
     }
     loss.configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
-        .label_font((SANS, 15))
+        .label_font((SANS, 21))
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(180, 180, 180))
         .draw()

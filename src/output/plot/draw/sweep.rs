@@ -111,7 +111,7 @@ pub(super) fn draw_gradient_ratio<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, (lo..hi).log_scale())
+        .build_cartesian_2d(0f64..x_max, log_axis(lo, hi))
         .map_err(err)?;
     log_vs_step_mesh(&mut chart, "‖∇W first‖ / ‖∇W output‖ (log scale)")?;
     // The line where both layers get gradients of the same size.
