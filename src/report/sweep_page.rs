@@ -108,8 +108,8 @@ pub fn build(dir: &Path, report: &SweepReport) -> String {
 
     match crate::output::plot::sweep_svgs(report) {
         Ok(mut svgs) if !svgs.is_empty() => {
-            // The curves of every config over the steps want the page's width; the bars and
-            // the gradient ratio sit side by side under them.
+            // Every chart takes the page's width: drawn 1,500 px wide, two side by side would
+            // shrink their text below reading size.
             if let Some(i) = svgs
                 .iter()
                 .position(|(stem, _)| *stem == "accuracy-vs-step")
@@ -122,7 +122,6 @@ pub fn build(dir: &Path, report: &SweepReport) -> String {
                     chart(Ok(Some(svg)), title, "")
                 );
             }
-            body.push_str("<div class=\"grid\">");
             for (stem, svg) in svgs {
                 let title = match stem {
                     "final-accuracy" => "Final test accuracy",
@@ -135,7 +134,6 @@ pub fn build(dir: &Path, report: &SweepReport) -> String {
                     chart(Ok(Some(svg)), title, "")
                 );
             }
-            body.push_str("</div>");
         }
         other => {
             let _ = write!(
