@@ -253,3 +253,58 @@ fn the_run_directory_list_names_every_file_a_run_writes() {
         );
     }
 }
+
+/// Every file a doc comment in src/ names (`tests/it/docs.rs`, `kernel/dense.rs`,
+/// `docs/speed.md`, …) exists, from the repository's root or from src/.
+#[test]
+fn files_named_in_doc_comments_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = Vec::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push(path);
+            }
+        }
+    }
+    let mut missing = BTreeSet::new();
+    for file in &sources {
+        let text = std::fs::read_to_string(file).unwrap();
+        for line in text.lines().map(str::trim_start) {
+            if !(line.starts_with("//!") || line.starts_with("///")) {
+                continue;
+            }
+            for word in line.split(|c: char| c.is_whitespace() || "`()[],;:".contains(c)) {
+                let word = word.trim_end_matches('.');
+                // This repository's paths: from its root, or a module path under src/ (another
+                // project's files, such as torchvision's, are not checked).
+                let ours = word.split('/').next().is_some_and(|first| {
+                    [
+                        "src", "tests", "docs", "scripts", "configs", "assets", "examples", "fuzz",
+                    ]
+                    .contains(&first)
+                        || root.join("src").join(first).is_dir()
+                });
+                let named = ours
+                    && !word.contains("/.")
+                    && [".rs", ".md", ".sh", ".py", ".json"]
+                        .iter()
+                        .any(|ext| word.ends_with(ext))
+                    && !word.contains("://")
+                    && !word.starts_with('<')
+                    && !word.contains('*');
+                if named && !root.join(word).exists() && !root.join("src").join(word).exists() {
+                    missing.insert(format!("{}: {word}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "doc comments name files that do not exist: {missing:#?}"
+    );
+}
