@@ -698,31 +698,25 @@ impl ExperimentConfig {
 
     /// The part of the config that fixes parameter shapes; checkpoints must match it.
     pub fn architecture(&self) -> String {
-        if self.model == ModelKind::Cnn {
-            let convs: Vec<String> = self
-                .conv_channels()
-                .iter()
-                .map(|c| format!("conv3×3 {c} → pool"))
-                .collect();
-            return format!(
-                "28×28 → {} → {} → {} → 10{}",
-                convs.join(" → "),
-                self.conv_output_size(),
-                self.hidden
+        let dense: Vec<String> = self.hidden.iter().map(|h| h.to_string()).collect();
+        let input = match self.model {
+            ModelKind::Mlp => "784".to_string(),
+            ModelKind::Cnn => {
+                let convs: Vec<String> = self
+                    .conv_channels()
                     .iter()
-                    .map(|h| h.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" → "),
-                if self.batchnorm { ", batchnorm" } else { "" }
-            );
-        }
+                    .map(|c| format!("conv3×3 {c} → pool"))
+                    .collect();
+                format!(
+                    "28×28 → {} → {}",
+                    convs.join(" → "),
+                    self.conv_output_size()
+                )
+            }
+        };
         format!(
-            "784 → {} → 10{}",
-            self.hidden
-                .iter()
-                .map(|h| h.to_string())
-                .collect::<Vec<_>>()
-                .join(" → "),
+            "{input} → {} → 10{}",
+            dense.join(" → "),
             if self.batchnorm { ", batchnorm" } else { "" }
         )
     }

@@ -4,17 +4,17 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, Dropout, DropoutConfig, Initializer, Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, Dropout, Initializer, Linear, PaddingConfig2d};
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::{
-    ActivationFn, DenseWeights, HiddenActivity, Input, ModelWeights, Network, NormWeights,
-    WeightLayer, batch_norm, batch_statistics, dense, dense_weights, host_dropout, initializer,
-    linear, norm_weights,
+    ActivationFn, DenseStack, DenseWeights, HiddenActivity, Input, ModelWeights, Network,
+    NormWeights, WeightLayer, batch_norm, batch_statistics, dense_stack, dense_weights,
+    host_dropout, initializer, linear, norm_weights,
 };
 use crate::config::ExperimentConfig;
-use crate::data::{IMAGE_SIDE, NUM_CLASSES};
+use crate::data::IMAGE_SIDE;
 
 /// Side of the square convolution kernels.
 pub const KERNEL: usize = 3;
@@ -43,6 +43,16 @@ enum Pass<'a> {
     Observe(&'a mut Vec<HiddenActivity>),
 }
 
+impl Pass<'_> {
+    /// `n` applied to `x`: Burn's layer on a plain pass, the batch's statistics otherwise.
+    fn norm<const D: usize>(&self, n: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Pass::Plain => n.forward(x),
+            _ => batch_statistics(n, x),
+        }
+    }
+}
+
 impl Cnn {
     /// Builds the model on `device`, drawing weights from the device RNG (seed it first): the
     /// convolutions in order, then the dense layers.
@@ -58,18 +68,13 @@ impl Cnn {
             }
             channels_in = channels;
         }
-        let mut d_in = config.conv_output_size();
-        let mut hidden = Vec::new();
-        let mut norms = Vec::new();
-        for &d_out in &config.hidden {
-            hidden.push(dense(d_in, d_out, &init, device));
-            if config.batchnorm {
-                norms.push(batch_norm(d_out, config, device));
-            }
-            d_in = d_out;
-        }
-        let output = dense(d_in, NUM_CLASSES, &init, device);
-        let dropout = (config.dropout > 0.0).then(|| DropoutConfig::new(config.dropout).init());
+        let DenseStack {
+            hidden,
+            norms,
+            dropout,
+            output,
+            activation,
+        } = dense_stack(config.conv_output_size(), config, &init, device);
         Self {
             convs,
             conv_norms,
@@ -77,10 +82,7 @@ impl Cnn {
             norms,
             dropout,
             output,
-            activation: ActivationFn {
-                kind: config.activation,
-                leaky_slope: config.leaky_relu_slope,
-            },
+            activation,
         }
     }
 
@@ -92,10 +94,7 @@ impl Cnn {
             x = conv.forward(x);
             let mut normalized = None;
             if let Some(n) = self.conv_norms.get(i) {
-                x = match pass {
-                    Pass::Plain => n.forward(x),
-                    _ => batch_statistics(n, x),
-                };
+                x = pass.norm(n, x);
                 if matches!(pass, Pass::Observe(_)) {
                     normalized = Some(channels_as_units(x.clone()));
                 }
@@ -115,10 +114,7 @@ impl Cnn {
             x = linear(layer, x);
             let mut normalized = None;
             if let Some(n) = self.norms.get(i) {
-                x = match pass {
-                    Pass::Plain => n.forward(x),
-                    _ => batch_statistics(n, x),
-                };
+                x = pass.norm(n, x);
                 if matches!(pass, Pass::Observe(_)) {
                     normalized = Some(x.clone());
                 }

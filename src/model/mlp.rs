@@ -2,16 +2,16 @@
 //! dense → (batchnorm) → activation → (dropout).
 
 use burn::module::Module;
-use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
+use burn::nn::{BatchNorm, Dropout, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::{
-    ActivationFn, DenseWeights, HiddenActivity, Input, ModelWeights, Network, NormWeights,
-    WeightLayer, batch_norm, batch_statistics, dense, dense_weights, host_dropout, initializer,
-    linear, norm_weights,
+    ActivationFn, DenseStack, DenseWeights, HiddenActivity, Input, ModelWeights, Network,
+    NormWeights, WeightLayer, batch_statistics, dense_stack, dense_weights, host_dropout,
+    initializer, linear, norm_weights,
 };
 use crate::config::{Activation, ExperimentConfig};
-use crate::data::{IMAGE_PIXELS, NUM_CLASSES};
+use crate::data::IMAGE_PIXELS;
 use crate::kernel::{HostWeights, SparseImages, Then, host_f32};
 
 /// A model's first dense layer read back to the host, as the kernels read it: its weight
@@ -35,27 +35,19 @@ impl Mlp {
     /// Builds the model on `device`, drawing weights from the device RNG (seed it first).
     pub fn new(config: &ExperimentConfig, device: &Device) -> Self {
         let init = initializer(config.init, config.init_std);
-        let mut d_in = IMAGE_PIXELS;
-        let mut hidden = Vec::with_capacity(config.hidden.len());
-        let mut norms = Vec::new();
-        for &d_out in &config.hidden {
-            hidden.push(dense(d_in, d_out, &init, device));
-            if config.batchnorm {
-                norms.push(batch_norm(d_out, config, device));
-            }
-            d_in = d_out;
-        }
-        let output = dense(d_in, NUM_CLASSES, &init, device);
-        let dropout = (config.dropout > 0.0).then(|| DropoutConfig::new(config.dropout).init());
+        let DenseStack {
+            hidden,
+            norms,
+            dropout,
+            output,
+            activation,
+        } = dense_stack(IMAGE_PIXELS, config, &init, device);
         Self {
             hidden,
             norms,
             dropout,
             output,
-            activation: ActivationFn {
-                kind: config.activation,
-                leaky_slope: config.leaky_relu_slope,
-            },
+            activation,
         }
     }
 
@@ -258,6 +250,7 @@ pub struct MlpWeights {
 mod tests {
     use super::*;
     use crate::config::Init;
+    use crate::model::dense;
     use burn::tensor::Distribution;
 
     fn device() -> Device {

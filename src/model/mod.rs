@@ -7,7 +7,9 @@ pub mod mlp;
 
 use burn::module::{Module, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, Initializer, Linear, LinearConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
+};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
@@ -319,6 +321,43 @@ fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     return crate::kernel::dense::forward(layer, x);
     #[cfg(not(feature = "flex"))]
     layer.forward(x)
+}
+
+/// The dense layers both models end with: `hidden` → (batchnorm) → activation → (dropout),
+/// then the output layer; built from the config's keys after a first layer of `d_in` inputs.
+struct DenseStack {
+    hidden: Vec<Linear>,
+    norms: Vec<BatchNorm>,
+    dropout: Option<Dropout>,
+    output: Linear,
+    activation: ActivationFn,
+}
+
+fn dense_stack(
+    mut d_in: usize,
+    config: &ExperimentConfig,
+    init: &Initializer,
+    device: &Device,
+) -> DenseStack {
+    let mut hidden = Vec::with_capacity(config.hidden.len());
+    let mut norms = Vec::new();
+    for &d_out in &config.hidden {
+        hidden.push(dense(d_in, d_out, init, device));
+        if config.batchnorm {
+            norms.push(batch_norm(d_out, config, device));
+        }
+        d_in = d_out;
+    }
+    DenseStack {
+        hidden,
+        norms,
+        output: dense(d_in, NUM_CLASSES, init, device),
+        dropout: (config.dropout > 0.0).then(|| DropoutConfig::new(config.dropout).init()),
+        activation: ActivationFn {
+            kind: config.activation,
+            leaky_slope: config.leaky_relu_slope,
+        },
+    }
 }
 
 /// A batchnorm layer over `features` (units or channels) with the config's settings.

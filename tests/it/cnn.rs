@@ -319,13 +319,16 @@ fn a_cnn_exports_in_pytorch_names_and_layouts() {
     small_cnn(tmp.path(), &data, &run, &["--batchnorm"])
         .assert()
         .success();
-    let file = tmp.path().join("cnn.safetensors");
-    bin(tmp.path(), &data)
-        .args(["export", "--checkpoint", s(&run), "--format", "safetensors"])
-        .args(["--output", s(&file)])
-        .assert()
-        .success();
-    let bytes = std::fs::read(&file).unwrap();
+    let export = |format: &str| {
+        let file = tmp.path().join(format!("cnn.{format}"));
+        bin(tmp.path(), &data)
+            .args(["export", "--checkpoint", s(&run), "--format", format])
+            .args(["--output", s(&file)])
+            .assert()
+            .success();
+        std::fs::read(&file).unwrap()
+    };
+    let bytes = export("safetensors");
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let shape = |name: &str| st.tensor(name).unwrap().shape().to_vec();
     assert_eq!(shape("conv.0.weight"), [4, 1, 3, 3]);
@@ -341,13 +344,7 @@ fn a_cnn_exports_in_pytorch_names_and_layouts() {
     assert_eq!(meta["model"], "cnn");
     assert_eq!(meta["conv_channels"], "[4,8]");
 
-    let onnx = tmp.path().join("cnn.onnx");
-    bin(tmp.path(), &data)
-        .args(["export", "--checkpoint", s(&run), "--format", "onnx"])
-        .args(["--output", s(&onnx)])
-        .assert()
-        .success();
-    let graph = std::fs::read(&onnx).unwrap();
+    let graph = export("onnx");
     for op in [
         "Conv",
         "MaxPool",
