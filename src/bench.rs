@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::backend::gpu::AdapterChoice;
-use crate::config::{ExperimentConfig, Init, TrainMetrics};
+use crate::config::{ExperimentConfig, TrainMetrics};
 use crate::data::DataSource;
 use crate::data::batcher::{ResidentSet, epoch_order};
 use crate::error::Result;
@@ -26,8 +26,8 @@ pub struct BenchOptions {
     /// Repetitions of the lecture-protocol epoch; 0 skips it.
     pub protocol_reps: usize,
     pub threads: usize,
-    pub train_limit: Option<usize>,
-    pub test_limit: Option<usize>,
+    /// The experiment: its network, batch size, optimizer and subset.
+    pub config: ExperimentConfig,
     pub data: DataSource,
 }
 
@@ -72,6 +72,11 @@ impl Stat {
 pub struct BackendReport {
     pub backend: String,
     pub threads: usize,
+    /// The network measured, as `run.json` names it.
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub batch_size: usize,
     pub train_images: usize,
     pub test_images: usize,
     pub steps_per_epoch: usize,
@@ -106,6 +111,38 @@ pub struct BackendReport {
     /// How a training step computes its first layer's product and weight gradient, likewise.
     #[serde(default)]
     pub train_first_layer: String,
+    /// How the CNN's convolutions and pooling run: `kernel`, `burn`, or `none` for an MLP.
+    #[serde(default)]
+    pub convolutions: String,
+    /// Which of `gemm`'s compiled products run (Burn's and the kernels' matrix products).
+    #[serde(default)]
+    pub products: String,
+}
+
+/// The version of `gemm`'s products this build runs on this CPU: AVX-512 when built with the
+/// `x86-v4` feature on a CPU with AVX-512 (F, BW, CD, DQ, VL, as `gemm` asks), else AVX2 + FMA
+/// where the CPU has them.
+pub fn gemm_products() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if cfg!(feature = "x86-v4")
+            && has!("avx512f")
+            && has!("avx512bw")
+            && has!("avx512cd")
+            && has!("avx512dq")
+            && has!("avx512vl")
+        {
+            return "avx512";
+        }
+        if has!("avx2") && has!("fma") {
+            return "avx2+fma";
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    return "neon";
+    #[allow(unreachable_code)]
+    "portable"
 }
 
 /// The CPU's model name (Linux), and the vector features the kernels choose between.
@@ -159,12 +196,7 @@ pub fn measure(args: &BenchOptions) -> Result<BackendReport> {
 fn measure_on_pool(args: &BenchOptions) -> Result<BackendReport> {
     let (backend, threads) = (args.backend, args.threads);
     let device = backend.device_on(args.adapter)?;
-    let config = ExperimentConfig {
-        init: Init::HeUniform,
-        train_limit: args.train_limit,
-        test_limit: args.test_limit,
-        ..Default::default()
-    };
+    let config = args.config.clone();
     let data = crate::data::load_limited(&config.subset(), &args.data)?;
     let steps = steps_per_epoch(&config, data.train.len())?;
     let batch = config.batch_size;
@@ -177,7 +209,7 @@ fn measure_on_pool(args: &BenchOptions) -> Result<BackendReport> {
         &data.test.images,
         &data.test.labels,
         &device,
-        backend.eval_chunk(),
+        backend.eval_chunk(config.model),
     );
 
     let as_peers = ExperimentConfig {
@@ -216,16 +248,24 @@ fn measure_on_pool(args: &BenchOptions) -> Result<BackendReport> {
     // The two kinds of train columns in turn, so that a slow spell of the machine does not
     // fall on one of them only.
     let (mut train, mut train_lecture) = (Vec::new(), Vec::new());
+    // An experiment that takes its train columns from the training pass (the CNN's) has no
+    // lecture's columns to time.
+    let lecture = config.train_metrics == TrainMetrics::Lecture;
     for r in 0..args.reps {
         train.push(epoch(&mut model, &as_peers, false, 2 * r + 1));
-        train_lecture.push(epoch(&mut model, &config, false, 2 * r + 2));
+        if lecture {
+            train_lecture.push(epoch(&mut model, &config, false, 2 * r + 2));
+        }
     }
     let (mut protocol, mut protocol_lecture) = (Vec::new(), Vec::new());
     for r in 0..args.protocol_reps {
         protocol.push(epoch(&mut model, &as_peers, true, 2 * r + 100));
-        protocol_lecture.push(epoch(&mut model, &config, true, 2 * r + 101));
+        if lecture {
+            protocol_lecture.push(epoch(&mut model, &config, true, 2 * r + 101));
+        }
     }
 
+    let mlp = config.model == crate::config::ModelKind::Mlp;
     let valid = model.expect("the model is back after each step").valid();
     let _ = evaluate(&valid, &test);
     let passes: Vec<f64> = (0..args.reps.max(10))
@@ -242,6 +282,8 @@ fn measure_on_pool(args: &BenchOptions) -> Result<BackendReport> {
     Ok(BackendReport {
         backend: backend.name().to_string(),
         threads,
+        architecture: format!("{}, {}", config.architecture(), config.label()),
+        batch_size: batch,
         train_images: data.train.len(),
         test_images: test.len,
         steps_per_epoch: steps,
@@ -256,8 +298,17 @@ fn measure_on_pool(args: &BenchOptions) -> Result<BackendReport> {
         train_epoch_s,
         test_pass_s,
         peak_rss_mb: peak_rss_mb(),
-        eval_first_layer: first_layer_path(test.sparse.is_some()),
-        train_first_layer: first_layer_path(crate::kernel::trains_on(&ad)),
+        // The lit-pixel paths serve the MLP's first layer only.
+        eval_first_layer: first_layer_path(test.sparse.is_some() && mlp),
+        train_first_layer: first_layer_path(crate::kernel::trains_on(&ad) && mlp),
+        convolutions: match config.model {
+            crate::config::ModelKind::Mlp => "none",
+            #[cfg(feature = "flex")]
+            crate::config::ModelKind::Cnn if crate::kernel::conv::convolves_on(&ad) => "kernel",
+            crate::config::ModelKind::Cnn => "burn",
+        }
+        .into(),
+        products: gemm_products().into(),
     })
 }
 
@@ -317,15 +368,20 @@ pub fn table(reports: &[BackendReport]) -> String {
     out.push_str(&row("test pass, first layer", &|r| {
         r.eval_first_layer.clone()
     }));
+    out.push_str(&row("convolutions and pooling", &|r| {
+        r.convolutions.clone()
+    }));
+    out.push_str(&row("matrix products (gemm)", &|r| r.products.clone()));
     if let Some(r) = reports.first() {
         out.push_str(&format!(
-            "\n{} training images ({} steps of 128), {} test images per pass; relu + He, \
-             784→256→256→10, Adam. Train loss and accuracy from each step's forward pass, as \
-             the peers take theirs, except in the lecture's rows (one more forward pass after \
-             the update). CPU: {}.\n",
+            "\n{} training images ({} steps of {}), {} test images per pass; {}. Train loss and \
+             accuracy from each step's forward pass, as the peers take theirs, except in the \
+             lecture's rows (one more forward pass after the update). CPU: {}.\n",
             r.train_images,
             r.steps_per_epoch,
+            r.batch_size,
             r.test_images,
+            r.architecture,
             cpu_description()
         ));
     }

@@ -30,12 +30,19 @@ impl Backend {
         }
     }
 
-    /// Rows per chunk when evaluating the resident test set: cache-sized on the CPU, one
-    /// launch for the whole set on a GPU (where each chunk is a round of kernel launches).
-    pub fn eval_chunk(self) -> usize {
-        match self {
-            Backend::Flex | Backend::Ndarray => crate::data::batcher::EVAL_CHUNK,
-            Backend::Wgpu => usize::MAX,
+    /// Rows per chunk when evaluating the resident test set with `model`: cache-sized on the
+    /// CPU for an MLP; on a GPU (where each chunk is a round of kernel launches) one launch
+    /// for an MLP's whole set. A CNN's first convolution's output is 100 KB an image: chunks
+    /// of 200 images on the CPU (whose buffers the allocator then reuses instead of mapping
+    /// fresh pages for each; 500 were no faster) and of 1,000 on a GPU keep its memory bounded
+    /// whatever the set's size.
+    pub fn eval_chunk(self, model: crate::config::ModelKind) -> usize {
+        use crate::config::ModelKind;
+        match (self, model) {
+            (Backend::Flex | Backend::Ndarray, ModelKind::Mlp) => crate::data::batcher::EVAL_CHUNK,
+            (Backend::Flex | Backend::Ndarray, ModelKind::Cnn) => 200,
+            (Backend::Wgpu, ModelKind::Mlp) => usize::MAX,
+            (Backend::Wgpu, ModelKind::Cnn) => 1000,
         }
     }
 

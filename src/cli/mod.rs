@@ -335,13 +335,15 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
 
-    /// Use only the first N training images (CI smoke runs).
-    #[arg(long, value_name = "N")]
-    pub train_limit: Option<usize>,
+    /// Experiment config (JSON) to measure; flags override its values, as for `train`.
+    /// Without it, the experiment of `../shared/peers`: for the MLP relu, He uniform,
+    /// 784→256→256→10; for `--model cnn` lab 11-1 (32, 64, 128 filters, dense 256, dropout
+    /// 0.4, Xavier uniform, batch 100).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
-    /// Use only the first N test images.
-    #[arg(long, value_name = "N")]
-    pub test_limit: Option<usize>,
+    #[command(flatten)]
+    pub overrides: PartialConfig,
 
     #[command(flatten)]
     pub data: DataArgs,
@@ -353,6 +355,10 @@ pub struct BenchArgs {
     /// Internal: measure one backend in this process and print its JSON.
     #[arg(long, hide = true, requires = "backends")]
     pub child: bool,
+
+    /// Internal: the experiment a child measures, as the parent resolved it (JSON).
+    #[arg(long, hide = true, requires = "child")]
+    pub experiment: Option<String>,
 }
 
 /// Run many trainings (a grid and/or a list of configs, over seeds) and tabulate them.

@@ -6,7 +6,34 @@ use std::process::Command as Process;
 use crate::backend::Backend;
 use crate::bench::{BackendReport, BenchOptions, measure, table};
 use crate::cli::BenchArgs;
+use crate::config::{ExperimentConfig, Init, ModelKind, TrainMetrics};
 use crate::error::{Error, Result};
+
+/// The experiment `bench` measures: the peers' (`../shared/peers`) unless a config file says
+/// otherwise, then the flags.
+fn resolve(args: &BenchArgs) -> Result<ExperimentConfig> {
+    let mut config = match &args.config {
+        Some(path) => ExperimentConfig::from_file(path)?,
+        None => match args.overrides.model.unwrap_or(ModelKind::Mlp) {
+            ModelKind::Mlp => ExperimentConfig {
+                init: Init::HeUniform,
+                ..Default::default()
+            },
+            ModelKind::Cnn => ExperimentConfig {
+                model: ModelKind::Cnn,
+                hidden: vec![256],
+                dropout: 0.4,
+                init: Init::XavierUniform,
+                batch_size: 100,
+                train_metrics: TrainMetrics::Batch,
+                ..Default::default()
+            },
+        },
+    };
+    args.overrides.apply_to(&mut config);
+    config.validate()?;
+    Ok(config)
+}
 
 pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(t) = args.device.threads {
@@ -20,14 +47,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         });
     }
     if args.child {
+        let config = match &args.experiment {
+            Some(json) => ExperimentConfig::from_json(json).map_err(Error::Other)?,
+            None => resolve(&args)?,
+        };
         let report = measure(&BenchOptions {
             backend: args.backends[0],
             adapter: args.device.adapter,
             reps: args.reps,
             protocol_reps: args.protocol_reps,
             threads: args.device.threads.unwrap_or_else(crate::backend::cores),
-            train_limit: args.train_limit,
-            test_limit: args.test_limit,
+            config,
             data: args.data.source(),
         })?;
         crate::outln!(
@@ -36,6 +66,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
         return Ok(());
     }
+    let config = resolve(&args)?;
     let backends = if args.backends.is_empty() {
         // wgpu when compiled in and an adapter fits `--adapter` (found without starting it).
         [Backend::Flex, Backend::Ndarray, Backend::Wgpu]
@@ -51,7 +82,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut reports = Vec::new();
     for backend in backends {
         eprintln!("measuring {} ...", backend.name());
-        reports.push(run_child(&args, backend)?);
+        reports.push(run_child(&args, &config, backend)?);
     }
     if args.json {
         crate::outln!(
@@ -64,7 +95,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_child(args: &BenchArgs, backend: Backend) -> Result<BackendReport> {
+fn run_child(
+    args: &BenchArgs,
+    config: &ExperimentConfig,
+    backend: Backend,
+) -> Result<BackendReport> {
     let exe = std::env::current_exe().map_err(Error::io("locating the mnist-train binary"))?;
     let mut cmd = Process::new(exe);
     cmd.args(["bench", "--child", "--backends", backend.name()])
@@ -74,12 +109,7 @@ fn run_child(args: &BenchArgs, backend: Backend) -> Result<BackendReport> {
     if let Some(t) = args.device.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
-    if let Some(n) = args.train_limit {
-        cmd.args(["--train-limit", &n.to_string()]);
-    }
-    if let Some(n) = args.test_limit {
-        cmd.args(["--test-limit", &n.to_string()]);
-    }
+    cmd.args(["--experiment", &config.to_json_pretty()]);
     if let Some(d) = &args.data.data_dir {
         cmd.arg("--data-dir").arg(d);
     }

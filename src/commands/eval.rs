@@ -37,7 +37,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &data.test.images,
         &data.test.labels,
         &device,
-        backend.eval_chunk(),
+        // The smallest chunk any member asks for.
+        loaded
+            .iter()
+            .map(|l| backend.eval_chunk(l.checkpoint.state.config.model))
+            .min()
+            .unwrap_or(usize::MAX),
     );
     let models: Vec<_> = loaded.iter().map(|l| l.model.valid()).collect();
     let report = evaluate_report(&models.iter().collect::<Vec<_>>(), &test, MISTAKES_SHOWN);

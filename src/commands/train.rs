@@ -128,7 +128,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &device,
             config.activation,
             fused_adam,
-            config.model == crate::config::ModelKind::Mlp,
+            config.model,
         )),
         cpu: crate::backend::cpu_model(),
         backend: Some(backend.name().to_string()),
@@ -148,12 +148,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Box::new(HumanReporter::new(!args.quiet))
     };
     let resume_command = resume_command(&run.path, &args);
+    let eval_chunk = backend.eval_chunk(config.model);
     let trainer = Trainer {
         resume_command: resume_command.clone(),
         max_steps: args.max_steps,
         config,
         backend_name: backend.name().to_string(),
-        eval_chunk: backend.eval_chunk(),
+        eval_chunk,
         device,
         data: &data,
         run: &run,

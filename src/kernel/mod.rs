@@ -1,8 +1,9 @@
 //! Hand-written CPU computations that stand in for Burn's operations, and the switch that says
 //! where each runs ([`FastPaths`], [`runs_on`], [`trains_on`], [`evaluates_on`]): the hidden
 //! layers' activations ([`activation`]), the later dense layers' products ([`dense`], on flex),
-//! the first dense layer computed from the images' lit pixels and its weight gradient, and the
-//! choice of the compiled loops this CPU runs ([`KernelPath`]).
+//! the CNN's convolutions and pooling ([`conv`], on flex), the first dense layer computed from
+//! the images' lit pixels and its weight gradient, and the choice of the compiled loops this
+//! CPU runs ([`KernelPath`]).
 //!
 //! MNIST images are about 81% zero pixels (151 of 784 lit per test image on average), and the
 //! first layer holds three quarters of a forward pass's arithmetic. Here it costs 5× less:
@@ -30,6 +31,8 @@
 //! has; the compiler vectorizes it for NEON's 128-bit registers.
 
 pub mod activation;
+#[cfg(feature = "flex")]
+pub mod conv;
 mod cpu;
 #[cfg(feature = "flex")]
 pub mod dense;

@@ -18,6 +18,9 @@ pub struct FastPaths {
     pub kernel: KernelPath,
     /// `MNIST_TRAIN_EVAL_CHUNK`: images per evaluation chunk instead of the backend's default.
     pub eval_chunk: Option<usize>,
+    /// `MNIST_TRAIN_BURN_CONV` unset: the CNN's convolutions and pooling run
+    /// [`super::conv`]'s kernels (with the other kernels on).
+    pub conv_kernels: bool,
 }
 
 impl FastPaths {
@@ -36,23 +39,26 @@ impl FastPaths {
             eval_chunk: std::env::var("MNIST_TRAIN_EVAL_CHUNK")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            conv_kernels: std::env::var_os("MNIST_TRAIN_BURN_CONV").is_none(),
         }
     }
 
     /// Which implementation each replaceable operation takes on `device`, for `run.json`:
     /// `"kernel"` (hand-written, `docs/architecture.md`) or `"burn"`, for a run of `activation`.
     /// `fused_adam`: the run's optimizer is Adam without weight decay, the one the one-pass
-    /// update serves; `lit_pixels`: the model's first layer is dense (the MLP's), the one the
-    /// first-layer kernels compute.
+    /// update serves; `model`: the MLP's first layer is the one the first-layer kernels
+    /// compute, the CNN's convolutions and pooling the ones [`super::conv`] computes.
     pub fn taken_on(
         &self,
         device: &Device,
         activation: super::activation::Activation,
         fused_adam: bool,
-        lit_pixels: bool,
+        model: crate::config::ModelKind,
     ) -> serde_json::Value {
         use super::activation::Activation::{LeakyRelu, Relu};
+        use crate::config::ModelKind;
         let which = |fast: bool| if fast { "kernel" } else { "burn" };
+        let lit_pixels = model == ModelKind::Mlp;
         let (train, eval, any) = (trains_on(device), evaluates_on(device), runs_on(device));
         serde_json::json!({
             "first_layer_training": which(train && lit_pixels),
@@ -63,6 +69,11 @@ impl FastPaths {
             "activations_training": which(train && activation != Relu),
             "activations_inference": which(any && !matches!(activation, Relu | LeakyRelu)),
             "adam_update": which(train && fused_adam),
+            // Training and evaluation alike; a model without convolutions has none.
+            "convolutions": match model {
+                ModelKind::Cnn => which(train && self.conv_kernels),
+                ModelKind::Mlp => "none",
+            },
             "loops": if any { self.kernel.name() } else { "none" },
         })
     }

@@ -60,3 +60,75 @@ fn bench_reports_every_measurement_for_each_backend() {
         assert!(table.contains(row), "{table}");
     }
 }
+
+/// `bench` measures the experiment its flags describe, as `train` takes them: `--model cnn`
+/// is lab 11's network unless flags change it, and bad values are refused as `train` refuses
+/// them.
+#[test]
+fn bench_takes_the_experiment_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dataset(tmp.path(), 1000, 200);
+    let out = bin(tmp.path(), tmp.path())
+        .args(["bench", "--json", "--reps", "1", "--protocol-reps", "0"])
+        .args(["--backends", "flex", "--threads", "2"])
+        .args(["--model", "cnn", "--conv-channels", "4,8", "--hidden", "16"])
+        .assert()
+        .success();
+    let reports: Vec<serde_json::Value> = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let r = &reports[0];
+    // Lab 11's batch of 100 unless a flag says otherwise.
+    assert_eq!(r["steps_per_epoch"], 10, "{r}");
+    assert_eq!(r["batch_size"], 100);
+    let arch = r["architecture"].as_str().unwrap();
+    assert!(
+        arch.starts_with("28×28 → conv3×3 4 → pool → conv3×3 8 → pool → 392 → 16 → 10"),
+        "{arch}"
+    );
+    // Lab 11's dropout and init, and its train columns from the training pass: no lecture rows.
+    assert!(arch.contains("xavier-uniform-d0.4"), "{arch}");
+    assert!(r["train_epoch_lecture_s"].is_null(), "{r}");
+    assert_eq!(r["convolutions"], "kernel");
+    assert_eq!(
+        r["train_first_layer"], "dense",
+        "no lit-pixel path for a CNN"
+    );
+
+    // A config file, and a flag over it.
+    let config = tmp.path().join("small.json");
+    std::fs::write(
+        &config,
+        r#"{"model": "cnn", "conv_channels": [4], "hidden": [8], "batch_size": 50}"#,
+    )
+    .unwrap();
+    let out = bin(tmp.path(), tmp.path())
+        .args(["bench", "--json", "--reps", "1", "--protocol-reps", "0"])
+        .args(["--backends", "flex", "--config"])
+        .arg(&config)
+        .args(["--batch-size", "100"])
+        .assert()
+        .success();
+    let reports: Vec<serde_json::Value> = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(reports[0]["steps_per_epoch"], 10);
+    let arch = reports[0]["architecture"].as_str().unwrap();
+    assert!(
+        arch.starts_with("28×28 → conv3×3 4 → pool → 784 → 8 → 10"),
+        "{arch}"
+    );
+
+    // Bad values: one line, exit 2, before any child runs.
+    let out = bin(tmp.path(), tmp.path())
+        .args([
+            "bench",
+            "--backends",
+            "flex",
+            "--model",
+            "cnn",
+            "--conv-channels",
+            "0",
+        ])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("conv_channels"), "{err}");
+}

@@ -57,10 +57,67 @@ fn a_cnn_learns_the_toy_data_and_says_what_it_is() {
     for shape in [">28×28×4<", ">14×14×8<", ">7×7×8<", ">392<"] {
         assert!(page.contains(shape), "the report draws {shape}");
     }
-    // The run records that the MLP's lit-pixel kernels did not serve it.
+    // The run records that the MLP's lit-pixel kernels did not serve it, the convolution
+    // kernels did.
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(info["fast_paths"]["first_layer_training"], "burn");
+    assert_eq!(info["fast_paths"]["convolutions"], "kernel");
+}
+
+/// The convolution and pooling kernels (`kernel::conv`) train a CNN, batchnorm and the 7 → 4
+/// pooling included, as Burn's own operations do (`MNIST_TRAIN_DENSE=1`): the train and test
+/// losses to float rounding at every step (their sums run in another order), and the test
+/// accuracy within three images of the 200 (the toy set's images sit near the boundaries,
+/// where rounding moves one).
+#[test]
+fn the_convolution_kernels_train_as_burns_own_operations() {
+    let (tmp, data) = setup();
+    let run = |name: &str, burn: bool| {
+        let dir = tmp.path().join(name);
+        let mut cmd = bin(tmp.path(), &data);
+        cmd.args([
+            "--model",
+            "cnn",
+            "--conv-channels",
+            "4,8,8",
+            "--hidden",
+            "16",
+        ])
+        .args([
+            "--init",
+            "he",
+            "--batch-size",
+            "32",
+            "--batchnorm",
+            "--epochs",
+            "2",
+        ])
+        .args(["--run-dir", s(&dir), "--quiet"])
+        .timeout(Duration::from_secs(300));
+        if burn {
+            cmd.env("MNIST_TRAIN_DENSE", "1");
+        }
+        cmd.assert().success();
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        let want = if burn { "burn" } else { "kernel" };
+        assert_eq!(info["fast_paths"]["convolutions"], want, "{info}");
+        metrics(&dir)
+    };
+    let (ours, burns) = (run("kernels", false), run("burn", true));
+    assert_eq!(ours.len(), burns.len());
+    for (o, b) in ours.iter().zip(&burns) {
+        let (oa, ba) = (
+            o["test_accuracy"].as_f64().unwrap(),
+            b["test_accuracy"].as_f64().unwrap(),
+        );
+        assert!((oa - ba).abs() <= 3.0 / 200.0 + 1e-9, "{o} vs {b}");
+        for loss in ["train_loss", "test_loss"] {
+            let (ol, bl) = (o[loss].as_f64().unwrap(), b[loss].as_f64().unwrap());
+            assert!((ol - bl).abs() <= 1e-3 * bl.abs(), "{loss} {ol} vs {bl}");
+        }
+    }
 }
 
 /// CI's smoke test on real MNIST: a few hundred images, one epoch, seconds, above chance.

@@ -23,6 +23,9 @@ const OTHER_TOOLS: &[&str] = &[
     "no-run",
     "check",
     "no-default-features",
+    // the test harness (`cargo test ... -- --ignored --nocapture`)
+    "ignored",
+    "nocapture",
     // tensorboard
     "logdir",
     // pip
