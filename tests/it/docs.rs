@@ -23,6 +23,7 @@ const OTHER_TOOLS: &[&str] = &[
     "no-run",
     "check",
     "no-default-features",
+    "target",
     // the test harness (`cargo test ... -- --ignored --nocapture`)
     "ignored",
     "nocapture",
