@@ -2,14 +2,15 @@
 //! as custom autodiff operations: each image's convolution is one `gemm` product over its
 //! unfolded 3×3 neighbourhoods, with the images spread over the thread pool.
 //!
-//! Burn's flex backend computes the forward convolution well, but its backward runs the input
-//! gradient image by image with products too small for `gemm` to split over two cores, and the
-//! max-pool gradient as one serial scatter. Here every part of a convolution's backward pass (the
-//! input gradient, the weight and bias gradients) runs per image, the images in fixed groups
-//! spread over the threads, each group's weight gradient summed in its own buffer and the
-//! groups' sums added in group order: the result does not depend on the thread count, so a seed
-//! gives bit-identical training on one machine. The layout stays Burn's NCHW, so batchnorm,
-//! activations and the dense layers between take the tensors as they are.
+//! Burn's flex backend runs a convolution's input gradient image by image with products too
+//! small for `gemm` to split over two cores, and the max-pool gradient as one serial scatter;
+//! its layers took 3× as long as these in inference and twice as long in training
+//! (docs/speed.md). Here the images of a group share each product (forward, weight gradient,
+//! input gradient), the groups are spread over the threads, each group's weight gradient is
+//! summed in its own buffer and the groups' sums are added in group order: the result does not
+//! depend on the thread count, so a seed gives bit-identical training on one machine. The
+//! layout stays Burn's NCHW, so batchnorm, activations and the dense layers between take the
+//! tensors as they are.
 //!
 //! Hand-written because no crate offers a CPU convolution with its backward pass for Burn's
 //! tensors; the products are `gemm` calls, the crate Burn's flex backend calls.
@@ -117,7 +118,7 @@ pub fn max_pool2x2(x: Tensor<4>) -> Tensor<4> {
 /// Runs `f` with this thread's two scratch buffers, of at least the lengths asked for. Their
 /// contents are whatever the last user left: every use writes each element before it reads it.
 /// Kept from call to call, so that a step neither asks the allocator for fresh pages nor
-/// zeroes them (which took a tenth of a step).
+/// zeroes them (5% of a step's profile; docs/speed.md).
 fn with_scratch<R>(lens: [usize; 2], f: impl FnOnce([&mut [f32]; 2]) -> R) -> R {
     thread_local! {
         static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const {
