@@ -19,7 +19,8 @@
 //! - [`bench`]: what `mnist-train bench` measures;
 //! - [`tensorboard`], [`protobuf`]: TensorBoard's event files, and the protobuf encoder they and
 //!   ONNX use;
-//! - [`signals`]: the graceful stop on Ctrl-C and SIGTERM;
+//! - [`signals`]: the graceful stop on Ctrl-C and SIGTERM, and child processes that end with
+//!   their parent;
 //! - [`error`]: the one error type and its exit codes.
 
 pub mod backend;

@@ -1,9 +1,12 @@
-//! Graceful stop: the first SIGINT or SIGTERM asks the loop to finish its step and checkpoint;
+//! Signals: the graceful stop, and child processes that end with their parent.
+//!
+//! The first SIGINT or SIGTERM asks the loop to finish its step and checkpoint;
 //! a second SIGINT (a user pressing Ctrl-C again) exits at once. Repeated SIGTERMs count as one:
 //! schedulers signal every process of a job, and a sweep passes the signal on to its trials as
 //! well, so a trial sees two; a scheduler that wants it gone sends SIGKILL. Before training
 //! starts (finding, downloading and loading the data) there is nothing to save, so a signal
-//! then exits at once too.
+//! then exits at once too. A sweep's trials and a benchmark's measurements end with the
+//! process that started them ([`terminate_with_parent`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,4 +69,24 @@ impl StopFlag {
             Some(("SIGINT", exit::SIGINT))
         }
     }
+}
+
+/// Makes the child `cmd` starts receive SIGTERM when the thread that starts it ends, its
+/// parent process killed included (even by `kill -9`): a sweep's trial then checkpoints
+/// instead of living on as an orphan holding its run, a benchmark's child stops. Linux only;
+/// elsewhere a no-op.
+pub fn terminate_with_parent(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches only the child being started.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }

@@ -336,9 +336,9 @@ pub struct BenchArgs {
     pub device: DeviceArgs,
 
     /// Experiment config (JSON) to measure; flags override its values, as for `train`.
-    /// Without it, the experiment of `../shared/peers`: for the MLP relu, He uniform,
-    /// 784→256→256→10; for `--model cnn` lab 11-1 (32, 64, 128 filters, dense 256, dropout
-    /// 0.4, Xavier uniform, batch 100).
+    /// Without it, the experiment the peers of `../shared/peers` run: configs/he.json (relu, He
+    /// uniform, 784→256→256→10), or with `--model cnn` configs/lab11-cnn.json (lab 11-1: 32,
+    /// 64, 128 filters, dense 256, dropout 0.4, Xavier uniform, batch 100).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -6,29 +6,27 @@ use std::process::Command as Process;
 use crate::backend::Backend;
 use crate::bench::{BackendReport, BenchOptions, measure, table};
 use crate::cli::BenchArgs;
-use crate::config::{ExperimentConfig, Init, ModelKind, TrainMetrics};
+use crate::config::{ExperimentConfig, ModelKind};
 use crate::error::{Error, Result};
 
-/// The experiment `bench` measures: the peers' (`../shared/peers`) unless a config file says
-/// otherwise, then the flags.
+/// The experiment `bench` measures: unless a config file says otherwise, the one the peers of
+/// `../shared/peers` run, as shipped in `configs/` (the MLP of `he.json`, or with `--model cnn`
+/// lab 11-1's `lab11-cnn.json`); then the flags.
 fn resolve(args: &BenchArgs) -> Result<ExperimentConfig> {
     let mut config = match &args.config {
         Some(path) => ExperimentConfig::from_file(path)?,
-        None => match args.overrides.model.unwrap_or(ModelKind::Mlp) {
-            ModelKind::Mlp => ExperimentConfig {
-                init: Init::HeUniform,
-                ..Default::default()
-            },
-            ModelKind::Cnn => ExperimentConfig {
-                model: ModelKind::Cnn,
-                hidden: vec![256],
-                dropout: 0.4,
-                init: Init::XavierUniform,
-                batch_size: 100,
-                train_metrics: TrainMetrics::Batch,
-                ..Default::default()
-            },
-        },
+        None => {
+            let shipped = match args.overrides.model.unwrap_or(ModelKind::Mlp) {
+                ModelKind::Mlp => include_str!("../../configs/he.json"),
+                ModelKind::Cnn => include_str!("../../configs/lab11-cnn.json"),
+            };
+            let config = ExperimentConfig::from_json(shipped);
+            // Named by its keys, which the flags may change, not by the file's name.
+            ExperimentConfig {
+                name: None,
+                ..config.expect("the shipped configs parse (tested)")
+            }
+        }
     };
     args.overrides.apply_to(&mut config);
     config.validate()?;
@@ -109,7 +107,12 @@ fn run_child(
     if let Some(t) = args.device.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
-    cmd.args(["--experiment", &config.to_json_pretty()]);
+    cmd.args([
+        "--experiment",
+        &serde_json::to_string(config).expect("serializes"),
+    ]);
+    // A benchmark stopped or killed takes its measuring child with it.
+    crate::signals::terminate_with_parent(&mut cmd);
     if let Some(d) = &args.data.data_dir {
         cmd.arg("--data-dir").arg(d);
     }

@@ -17,18 +17,16 @@
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::{Autodiff, checkpoint::strategy::NoCheckpointing};
 use burn::backend::flex::FlexTensor;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-/// The backend of a training step on flex, as Burn's dispatch holds it.
-type Train = Autodiff<Flex, NoCheckpointing>;
-type TrainTensor = burn::backend::tensor::FloatTensor<Train>;
+use super::flex::{Train, TrainTensor, with_primitives};
 
 /// Side of the kernels this module computes.
 const K: usize = 3;
@@ -44,21 +42,13 @@ pub fn convolves_on(device: &burn::tensor::Device) -> bool {
     super::trains_on(device) && super::FastPaths::get().conv_kernels
 }
 
-/// `conv` applied to `x` (`[batch, channels_in, height, width]`) on flex through this module,
-/// in training as a custom autodiff operation; elsewhere (other backends, `MNIST_TRAIN_DENSE=1`,
-/// a layer without a bias or other than 3×3 SAME with stride 1) Burn's `Conv2d::forward`.
-pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    on_flex(conv, &x, false).unwrap_or_else(|| conv.forward(x))
-}
-
-/// `relu(conv(x))`: on flex one operation, the relu applied as the outputs are stored and its
-/// gradient mask applied as the backward pass reads them, which saves two passes over the
-/// largest tensors of a step; elsewhere Burn's layer and relu.
-pub fn conv3x3_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    on_flex(conv, &x, true).unwrap_or_else(|| burn::tensor::activation::relu(conv.forward(x)))
-}
-
-fn on_flex(conv: &Conv2d, x: &Tensor<4>, relu: bool) -> Option<Tensor<4>> {
+/// `conv` applied to `x` (`[batch, channels_in, height, width]`), through a relu with `relu`,
+/// on flex: in training one custom autodiff operation, the relu applied as the outputs are
+/// stored and its gradient mask as the backward pass reads them (two passes over the largest
+/// tensors of a step saved). Nothing elsewhere (other backends, `MNIST_TRAIN_DENSE=1`,
+/// `MNIST_TRAIN_BURN_CONV=1`, a layer without a bias or other than 3×3 SAME with stride 1):
+/// the caller runs Burn's layer.
+pub fn conv3x3(conv: &Conv2d, x: &Tensor<4>, relu: bool) -> Option<Tensor<4>> {
     let bias = conv.bias.as_ref()?;
     if !convolves_on(&x.device())
         || conv.kernel_size != [K, K]
@@ -69,50 +59,28 @@ fn on_flex(conv: &Conv2d, x: &Tensor<4>, relu: bool) -> Option<Tensor<4>> {
     {
         return None;
     }
-    let (weight, bias) = (conv.weight.val(), bias.val());
-    if x.is_autodiff() {
-        let parts = (
-            x.clone().try_into_primitive::<Train>(),
-            weight.try_into_primitive::<Train>(),
-            bias.try_into_primitive::<Train>(),
-        );
-        if let (Ok(x), Ok(weight), Ok(bias)) = parts {
-            return Some(Tensor::from_primitive::<Train>(conv_tracked(
-                x, weight, bias, relu,
-            )));
-        }
-    } else {
-        let parts = (
-            x.clone().try_into_primitive::<Flex>(),
-            weight.try_into_primitive::<Flex>(),
-            bias.try_into_primitive::<Flex>(),
-        );
-        if let (Ok(x), Ok(weight), Ok(bias)) = parts {
-            return Some(Tensor::from_primitive::<Flex>(conv_forward(
-                &x, &weight, &bias, relu,
-            )));
-        }
-    }
-    None
+    with_primitives(
+        x,
+        conv.weight.val(),
+        bias.val(),
+        |x, weight, bias| conv_tracked(x, weight, bias, relu),
+        |x, weight, bias| conv_forward(x, weight, bias, relu),
+    )
 }
 
 /// 2×2 max-pooling with stride 2 and Keras' SAME padding (an odd side's last window holds its
-/// last pixel alone) on flex through this module; elsewhere Burn's `max_pool2d` with the same
-/// padding.
-pub fn max_pool2x2(x: Tensor<4>) -> Tensor<4> {
-    if convolves_on(&x.device()) {
-        if x.is_autodiff() {
-            if let Ok(t) = x.clone().try_into_primitive::<Train>() {
-                return Tensor::from_primitive::<Train>(pool_tracked(t));
-            }
-        } else if let Ok(t) = x.clone().try_into_primitive::<Flex>() {
-            return Tensor::from_primitive::<Flex>(pool_forward(&t).0);
-        }
+/// last pixel alone) on flex; nothing where [`conv3x3`] gives nothing.
+pub fn max_pool2x2(x: &Tensor<4>) -> Option<Tensor<4>> {
+    if !convolves_on(&x.device()) {
+        return None;
     }
-    let [_, _, height, width] = x.dims();
-    let options = burn::tensor::ops::MaxPoolOptions::new([2, 2])
-        .with_padding_pairs([(0, height % 2), (0, width % 2)]);
-    burn::tensor::module::max_pool2d(x, options)
+    if x.is_autodiff() {
+        let x = x.clone().try_into_primitive::<Train>().ok()?;
+        Some(Tensor::from_primitive::<Train>(pool_tracked(x)))
+    } else {
+        let x = x.clone().try_into_primitive::<Flex>().ok()?;
+        Some(Tensor::from_primitive::<Flex>(pool_forward(&x).0))
+    }
 }
 
 /// Runs `f` with this thread's two scratch buffers, of at least the lengths asked for. Their
@@ -645,6 +613,16 @@ impl Backward<Flex, 1> for PoolBackward {
     }
 }
 
+/// Burn's pooling as the CNN runs it off flex: what the tests and the profile compare
+/// [`max_pool2x2`] with.
+#[cfg(test)]
+fn burns_pool(x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let options =
+        burn::tensor::ops::MaxPoolOptions::new([2, 2]).with_padding_pairs([(0, h % 2), (0, w % 2)]);
+    burn::tensor::module::max_pool2d(x, options)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -714,7 +692,7 @@ mod tests {
                 let x = Tensor::<4>::from_data(values([batch, c_in, side, side], 1), &ad);
                 let x = if c_in > 1 { x.require_grad() } else { x };
                 let y = match ours {
-                    true => on_flex(&conv, &x, relu).expect("this module's operation on flex"),
+                    true => conv3x3(&conv, &x, relu).expect("this module's operation on flex"),
                     false => burns_layer(x.clone()),
                 };
                 let upstream = Tensor::<4>::from_data(values([batch, c_out, side, side], 2), &ad);
@@ -753,7 +731,7 @@ mod tests {
 
             let valid = conv.valid();
             let x = Tensor::<4>::from_data(values([batch, c_in, side, side], 3), &Device::flex());
-            let ours = on_flex(&valid, &x, relu).expect("this module's operation on flex");
+            let ours = conv3x3(&valid, &x, relu).expect("this module's operation on flex");
             let burns = match relu {
                 true => burn::tensor::activation::relu(valid.forward(x)),
                 false => valid.forward(x),
@@ -770,12 +748,8 @@ mod tests {
             let run = |ours: bool| {
                 let x = Tensor::<4>::from_data(values(dims, 4), &ad).require_grad();
                 let y = match ours {
-                    true => max_pool2x2(x.clone()),
-                    false => {
-                        let options = burn::tensor::ops::MaxPoolOptions::new([2, 2])
-                            .with_padding_pairs([(0, dims[2] % 2), (0, dims[3] % 2)]);
-                        burn::tensor::module::max_pool2d(x.clone(), options)
-                    }
+                    true => max_pool2x2(&x).expect("this module's pooling on flex"),
+                    false => burns_pool(x.clone()),
                 };
                 let upstream = Tensor::<4>::from_data(values(y.dims(), 5), &ad);
                 let grads = (y.clone() * upstream).sum().backward();
@@ -788,7 +762,7 @@ mod tests {
         }
     }
 
-    /// Layers it does not handle go to Burn's.
+    /// Layers it does not handle are left to Burn's.
     #[test]
     fn leaves_other_convolutions_to_burn() {
         let device = Device::flex();
@@ -797,10 +771,9 @@ mod tests {
         let valid = Conv2dConfig::new([2, 4], [K, K]).init(&device);
         let five = same(Conv2dConfig::new([2, 4], [5, 5]));
         let x = Tensor::<4>::from_data(values([1, 2, 9, 9], 6), &device);
-        assert!(on_flex(&strided, &x, false).is_none());
-        assert!(on_flex(&valid, &x, true).is_none());
-        assert!(on_flex(&five, &x, false).is_none());
-        assert_eq!(floats(conv3x3(&five, x.clone())), floats(five.forward(x)));
+        assert!(conv3x3(&strided, &x, false).is_none());
+        assert!(conv3x3(&valid, &x, true).is_none());
+        assert!(conv3x3(&five, &x, false).is_none());
     }
 }
 
@@ -828,13 +801,6 @@ mod profile {
             .collect();
         t.sort_by(f64::total_cmp);
         t[3]
-    }
-
-    fn burns_pool(x: Tensor<4>) -> Tensor<4> {
-        let [_, _, h, w] = x.dims();
-        let options = burn::tensor::ops::MaxPoolOptions::new([2, 2])
-            .with_padding_pairs([(0, h % 2), (0, w % 2)]);
-        burn::tensor::module::max_pool2d(x, options)
     }
 
     #[test]
@@ -867,7 +833,7 @@ mod profile {
                 );
                 let valid = conv.valid();
                 let x = Tensor::<4>::from_data(data.clone(), &Device::flex());
-                let ours = |x: &Tensor<4>| max_pool2x2(on_flex(&valid, x, true).unwrap());
+                let ours = |x: &Tensor<4>| max_pool2x2(&conv3x3(&valid, x, true).unwrap()).unwrap();
                 let burns = |x: &Tensor<4>| {
                     burns_pool(burn::tensor::activation::relu(valid.forward(x.clone())))
                 };
@@ -880,7 +846,7 @@ mod profile {
                     let x = Tensor::<4>::from_data(data.clone(), &ad);
                     let x = if c_in > 1 { x.require_grad() } else { x };
                     let y = match kernels {
-                        true => max_pool2x2(on_flex(&conv, &x, true).unwrap()),
+                        true => max_pool2x2(&conv3x3(&conv, &x, true).unwrap()).unwrap(),
                         false => burns_pool(burn::tensor::activation::relu(conv.forward(x))),
                     };
                     drop(y.sum().backward());

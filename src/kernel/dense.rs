@@ -16,16 +16,15 @@
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::{Autodiff, checkpoint::strategy::NoCheckpointing};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::FloatTensorOps;
 use burn::nn::Linear;
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 
-/// The backend of a training step on flex, as Burn's dispatch holds it.
-type Train = Autodiff<Flex, NoCheckpointing>;
+use super::flex::{TrainTensor, with_primitives};
 
 /// Products smaller than this many multiply-adds run on one thread: below it, handing half to
 /// the other thread costs more than it saves (the output layer's 128 × 256 × 10 is 0.3 M).
@@ -46,35 +45,17 @@ fn on_flex(layer: &Linear, x: &Tensor<2>) -> Option<Tensor<2>> {
     }
     let [d_in, _] = layer.weight.dims();
     assert_eq!(x.dims()[1], d_in, "dense layer: input width");
-    let (weight, bias) = (layer.weight.val(), bias.val());
-    if x.is_autodiff() {
-        let parts = (
-            x.clone().try_into_primitive::<Train>(),
-            weight.try_into_primitive::<Train>(),
-            bias.try_into_primitive::<Train>(),
-        );
-        if let (Ok(x), Ok(weight), Ok(bias)) = parts {
-            return Some(Tensor::from_primitive::<Train>(linear(x, weight, bias)));
-        }
-    } else {
-        let parts = (
-            x.clone().try_into_primitive::<Flex>(),
-            weight.try_into_primitive::<Flex>(),
-            bias.try_into_primitive::<Flex>(),
-        );
-        if let (Ok(x), Ok(weight), Ok(bias)) = parts {
+    with_primitives(
+        x,
+        layer.weight.val(),
+        bias.val(),
+        linear,
+        |x, weight, bias| {
             // One thread: evaluation runs its chunks in parallel already.
-            return Some(Tensor::from_primitive::<Flex>(product_plus_bias(
-                &x, &weight, &bias, false,
-            )));
-        }
-    }
-    // Another checkpointing strategy than training's, or a model on another device than
-    // its input: Burn's layer, which handles (or reports) both.
-    None
+            product_plus_bias(x, weight, bias, false)
+        },
+    )
 }
-
-type TrainTensor = burn::backend::tensor::FloatTensor<Train>;
 
 fn linear(x: TrainTensor, weight: TrainTensor, bias: TrainTensor) -> TrainTensor {
     let (x_tracked, weight_tracked) = (x.is_tracked(), weight.is_tracked());

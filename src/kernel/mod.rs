@@ -37,6 +37,8 @@ mod cpu;
 #[cfg(feature = "flex")]
 pub mod dense;
 mod first_layer;
+#[cfg(feature = "flex")]
+mod flex;
 mod gradient;
 mod policy;
 mod sparse;

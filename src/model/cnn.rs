@@ -5,7 +5,6 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, Dropout, Initializer, Linear, PaddingConfig2d};
-#[cfg(not(feature = "flex"))]
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
@@ -95,15 +94,15 @@ impl Cnn {
         for (i, conv) in self.convs.iter().enumerate() {
             let mut normalized = None;
             if let Some(n) = self.conv_norms.get(i) {
-                x = pass.norm(n, convolve(conv, x));
+                x = pass.norm(n, convolve(conv, x, false));
                 if matches!(pass, Pass::Observe(_)) {
                     normalized = Some(channels_as_units(x.clone()));
                 }
                 x = self.activate(x);
             } else if self.activation.kind == Activation::Relu {
-                x = convolve_relu(conv, x);
+                x = convolve(conv, x, true);
             } else {
-                x = self.activate(convolve(conv, x));
+                x = self.activate(convolve(conv, x, false));
             }
             if let Pass::Observe(seen) = &mut pass {
                 seen.push(HiddenActivity {
@@ -166,34 +165,32 @@ fn conv(channels_in: usize, channels_out: usize, init: &Initializer, device: &De
     layer
 }
 
-/// `conv` applied to `x`: the hand-written kernels on flex, Burn's layer elsewhere.
-fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+/// `conv` applied to `x`, through a relu with `relu`: the kernels on flex
+/// ([`crate::kernel::conv`]), Burn's layer and relu elsewhere.
+fn convolve(conv: &Conv2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
     #[cfg(feature = "flex")]
-    return crate::kernel::conv::conv3x3(conv, x);
-    #[cfg(not(feature = "flex"))]
-    conv.forward(x)
-}
-
-/// `relu(conv(x))`: on flex one operation of the kernels, Burn's layer and relu elsewhere.
-fn convolve_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    #[cfg(feature = "flex")]
-    return crate::kernel::conv::conv3x3_relu(conv, x);
-    #[cfg(not(feature = "flex"))]
-    burn::tensor::activation::relu(conv.forward(x))
+    if let Some(y) = crate::kernel::conv::conv3x3(conv, &x, relu) {
+        return y;
+    }
+    let y = conv.forward(x);
+    if relu {
+        burn::tensor::activation::relu(y)
+    } else {
+        y
+    }
 }
 
 /// 2×2 max-pooling with stride 2 and Keras' SAME padding: an odd side gets one more window,
 /// padded at the end with −∞ so that it takes the maximum of the pixels it covers (7 → 4).
+/// The kernels on flex, Burn's operation elsewhere.
 fn pool(x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "flex")]
-    return crate::kernel::conv::max_pool2x2(x);
-    #[cfg(not(feature = "flex"))]
-    {
-        let [_, _, height, width] = x.dims();
-        let options =
-            MaxPoolOptions::new([2, 2]).with_padding_pairs([(0, height % 2), (0, width % 2)]);
-        burn::tensor::module::max_pool2d(x, options)
+    if let Some(y) = crate::kernel::conv::max_pool2x2(&x) {
+        return y;
     }
+    let [_, _, height, width] = x.dims();
+    let options = MaxPoolOptions::new([2, 2]).with_padding_pairs([(0, height % 2), (0, width % 2)]);
+    burn::tensor::module::max_pool2d(x, options)
 }
 
 /// `[batch, channels, height, width]` as rows of channels, `[batch × height × width,

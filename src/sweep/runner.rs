@@ -241,21 +241,10 @@ fn run_one(out: &Path, trial: &Trial, opts: &RunOptions, stop: &StopFlag) -> Res
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))
         .env_remove("MNIST_TRAIN_THREADS");
-    // A sweep process that dies (even by `kill -9`) takes its trial down with a checkpoint
-    // (SIGTERM), so that the next sweep process on the directory resumes it instead of finding
-    // an orphan holding the run. The signal follows the thread that spawned the child, which
-    // waits for it below.
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe and touches only the child being started.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-    }
+    // A sweep process that dies (even by `kill -9`) takes its trial down with a checkpoint,
+    // so that the next sweep process on the directory resumes it. The signal follows the
+    // thread that spawned the child, which waits for it below.
+    crate::signals::terminate_with_parent(&mut cmd);
 
     let started = Instant::now();
     let mut child = cmd

@@ -132,3 +132,59 @@ fn bench_takes_the_experiment_flags() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("conv_channels"), "{err}");
 }
+
+/// A benchmark killed (even by SIGKILL, which it cannot catch) takes its measuring child with
+/// it: nothing keeps the cores busy after the user stopped it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_killed_bench_leaves_no_measuring_child() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 1000, 200);
+    let mut parent = std::process::Command::new(assert_cmd::cargo::cargo_bin("mnist-train"))
+        .args([
+            "bench",
+            "--reps",
+            "1000",
+            "--backends",
+            "flex",
+            "--threads",
+            "1",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The child names the data directory on its command line.
+    let marker = data.to_string_lossy().to_string();
+    let children = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                cmdline.contains("--child") && cmdline.contains(&marker)
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while children().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no measuring child started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    parent.kill().unwrap(); // SIGKILL
+    parent.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !children().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the measuring child outlived its killed parent"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
