@@ -114,6 +114,11 @@ pub struct BackendReport {
     /// How the CNN's convolutions and pooling run: `kernel`, `burn`, or `none` for an MLP.
     #[serde(default)]
     pub convolutions: String,
+    /// How the kernels' forward passes of convolutions from 8 input channels multiply:
+    /// `winograd` or `unfolded` (`run.json`'s `convolution_products`); `burn`, or `none` for an
+    /// MLP.
+    #[serde(default)]
+    pub convolution_products: String,
     /// Which of `gemm`'s compiled products run (Burn's and the kernels' matrix products).
     #[serde(default)]
     pub products: String,
@@ -308,6 +313,19 @@ fn measure_on_pool(args: &BenchOptions) -> Result<BackendReport> {
             crate::config::ModelKind::Cnn => "burn",
         }
         .into(),
+        convolution_products: match config.model {
+            crate::config::ModelKind::Mlp => "none",
+            #[cfg(feature = "flex")]
+            crate::config::ModelKind::Cnn if crate::kernel::conv::convolves_on(&ad) => {
+                if crate::kernel::FastPaths::get().winograd {
+                    "winograd"
+                } else {
+                    "unfolded"
+                }
+            }
+            crate::config::ModelKind::Cnn => "burn",
+        }
+        .into(),
         products: gemm_products().into(),
     })
 }
@@ -370,6 +388,9 @@ pub fn table(reports: &[BackendReport]) -> String {
     }));
     out.push_str(&row("convolutions and pooling", &|r| {
         r.convolutions.clone()
+    }));
+    out.push_str(&row("convolution products", &|r| {
+        r.convolution_products.clone()
     }));
     out.push_str(&row("matrix products (gemm)", &|r| r.products.clone()));
     if let Some(r) = reports.first() {

@@ -1,6 +1,8 @@
 //! The CNN's 3×3 convolutions (SAME padding, stride 1) and 2×2 max-pooling on flex, in training
-//! as custom autodiff operations: each image's convolution is one `gemm` product over its
-//! unfolded 3×3 neighbourhoods, with the images spread over the thread pool.
+//! as custom autodiff operations: a group of images' convolution as `gemm` products, over
+//! their unfolded 3×3 neighbourhoods or, from 8 input channels, through [`winograd`]'s
+//! transforms; a convolution followed by a relu and a pooling as one operation; the groups
+//! spread over the thread pool.
 //!
 //! Burn's flex backend runs a convolution's input gradient image by image with products too
 //! small for `gemm` to split over two cores, and the max-pool gradient as one serial scatter;
@@ -11,6 +13,11 @@
 //! depend on the thread count, so a seed gives bit-identical training on one machine. The
 //! layout stays Burn's NCHW, so batchnorm, activations and the dense layers between take the
 //! tensors as they are.
+//!
+//! A convolution, relu and pooling in one ([`conv3x3_relu_pool`]) write the pooled output
+//! alone, and keep for the backward pass only it and where each window's maximum was: the
+//! full-size output, the largest tensor of a step, is neither written nor read back. The loops
+//! between the products are compiled for each vector unit ([`super::cpu::vectorized`]).
 //!
 //! Hand-written because no crate offers a CPU convolution with its backward pass for Burn's
 //! tensors; the products are `gemm` calls, the crate Burn's flex backend calls.
@@ -26,7 +33,9 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::cpu::vectorized;
 use super::flex::{Train, TrainTensor, with_primitives};
+use super::winograd;
 
 /// Side of the kernels this module computes.
 const K: usize = 3;
@@ -35,6 +44,18 @@ const K: usize = 3;
 /// run its widest loops (a 7×7 image alone gives it 49 columns, which ran at two thirds of the
 /// speed of 392).
 const COLUMNS: usize = 384;
+
+/// Input channels from which a forward pass takes [`winograd`]'s products: its products'
+/// inner dimension is the input channels, and the one-channel first convolution would gain
+/// nothing from 16 products of one term.
+const WINOGRAD_MIN_CHANNELS: usize = 8;
+
+/// Floats between consecutive planes of a [`winograd`] pass's scratch beyond their contents:
+/// one cache line.
+const SKEW: usize = 16;
+
+/// Columns (transformed blocks) of a [`winograd`] product.
+const WINOGRAD_COLUMNS: usize = 192;
 
 /// Whether this module computes the convolutions and pooling on `device`: on flex, unless
 /// `MNIST_TRAIN_DENSE` or `MNIST_TRAIN_BURN_CONV` asks for Burn's own operations.
@@ -49,6 +70,17 @@ pub fn convolves_on(device: &burn::tensor::Device) -> bool {
 /// `MNIST_TRAIN_BURN_CONV=1`, a layer without a bias or other than 3×3 SAME with stride 1):
 /// the caller runs Burn's layer.
 pub fn conv3x3(conv: &Conv2d, x: &Tensor<4>, relu: bool) -> Option<Tensor<4>> {
+    convolve(conv, x, Then::Store { relu })
+}
+
+/// `conv` applied to `x`, through a relu and [`max_pool2x2`], as one operation: the full-size
+/// output is neither stored nor kept for the backward pass, which needs only the pooled output
+/// and where each window's maximum was. Nothing where [`conv3x3`] gives nothing.
+pub fn conv3x3_relu_pool(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    convolve(conv, x, Then::ReluPool)
+}
+
+fn convolve(conv: &Conv2d, x: &Tensor<4>, then: Then) -> Option<Tensor<4>> {
     let bias = conv.bias.as_ref()?;
     if !convolves_on(&x.device())
         || conv.kernel_size != [K, K]
@@ -63,8 +95,8 @@ pub fn conv3x3(conv: &Conv2d, x: &Tensor<4>, relu: bool) -> Option<Tensor<4>> {
         x,
         conv.weight.val(),
         bias.val(),
-        |x, weight, bias| conv_tracked(x, weight, bias, relu),
-        |x, weight, bias| conv_forward(x, weight, bias, relu),
+        |x, weight, bias| conv_tracked(x, weight, bias, then),
+        |x, weight, bias| conv_forward(x, weight, bias, then, false).0,
     )
 }
 
@@ -83,14 +115,14 @@ pub fn max_pool2x2(x: &Tensor<4>) -> Option<Tensor<4>> {
     }
 }
 
-/// Runs `f` with this thread's two scratch buffers, of at least the lengths asked for. Their
+/// Runs `f` with this thread's three scratch buffers, of at least the lengths asked for. Their
 /// contents are whatever the last user left: every use writes each element before it reads it.
 /// Kept from call to call, so that a step neither asks the allocator for fresh pages nor
 /// zeroes them (5% of a step's profile; docs/speed.md).
-fn with_scratch<R>(lens: [usize; 2], f: impl FnOnce([&mut [f32]; 2]) -> R) -> R {
+fn with_scratch<R>(lens: [usize; 3], f: impl FnOnce([&mut [f32]; 3]) -> R) -> R {
     thread_local! {
-        static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const {
-            std::cell::RefCell::new([Vec::new(), Vec::new()])
+        static SCRATCH: std::cell::RefCell<[Vec<f32>; 3]> = const {
+            std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new()])
         };
     }
     SCRATCH.with(|scratch| {
@@ -100,8 +132,8 @@ fn with_scratch<R>(lens: [usize; 2], f: impl FnOnce([&mut [f32]; 2]) -> R) -> R 
                 buffer.resize(len, 0.0);
             }
         }
-        let [a, b] = &mut *scratch;
-        f([&mut a[..lens[0]], &mut b[..lens[1]]])
+        let [a, b, c] = &mut *scratch;
+        f([&mut a[..lens[0]], &mut b[..lens[1]], &mut c[..lens[2]]])
     })
 }
 
@@ -166,35 +198,76 @@ impl Shape {
     fn group(&self) -> usize {
         COLUMNS.div_ceil(self.pixels()).clamp(1, self.batch.max(1))
     }
+    /// Whether the forward pass takes [`winograd`]'s products.
+    fn winograd(&self) -> bool {
+        self.c_in >= WINOGRAD_MIN_CHANNELS && super::FastPaths::get().winograd
+    }
+    /// The floats between the 16 planes of a [`winograd`] pass over `images`: of the
+    /// transformed inputs and of the products' sums. Apart by a whole number of cache lines
+    /// that is not a multiple of 4 KiB, or the rows of the 16 would all fall in the same sets
+    /// of the L1 cache (the 64-channel layer's transforms ran at a third of the speed).
+    fn winograd_planes(&self, images: usize) -> (usize, usize) {
+        let (th, tw) = winograd::blocks(self.height, self.width);
+        let n = images * th * tw;
+        (self.c_in * n + SKEW, self.c_out * n + SKEW)
+    }
+    /// Scratch a [`winograd_group`] of `images` needs: transformed inputs and the padded
+    /// copy of an image, the products' sums, the output transform's four corners.
+    fn winograd_scratch(&self, images: usize) -> [usize; 3] {
+        let (th, tw) = winograd::blocks(self.height, self.width);
+        let (plane_v, plane_m) = self.winograd_planes(images);
+        let p = winograd::POSITIONS;
+        let padded = winograd::padded_len(self.height, self.width, self.c_in);
+        [p * plane_v + padded, p * plane_m, 4 * images * th * tw]
+    }
+    /// Scratch a group of `images` needs for a product over unfolded neighbourhoods: the
+    /// unfolded columns and the products' (or output gradient's) rows.
+    fn unfolded_scratch(&self, images: usize) -> [usize; 3] {
+        let n = images * self.pixels();
+        [self.taps() * n, self.c_out * n, 0]
+    }
+    /// Images per group of a [`winograd`] forward pass: about [`WINOGRAD_COLUMNS`] blocks, in
+    /// an even number of groups, which two threads share evenly. Not a function of the thread
+    /// count: `gemm`'s sums depend on a product's width, and a seed gives the same outputs on
+    /// any number of threads.
+    fn winograd_group(&self) -> usize {
+        let (th, tw) = winograd::blocks(self.height, self.width);
+        let groups = (self.batch * th * tw)
+            .div_ceil(WINOGRAD_COLUMNS)
+            .next_multiple_of(2);
+        self.batch.div_ceil(groups).max(1)
+    }
 }
 
-/// `cols[(c·3 + dy)·3 + dx][y·W + x] = image[c][y + dy − 1][x + dx − 1]`, zero outside the
-/// image, the rows `stride` apart: each output pixel's neighbourhood as a column, so that the
-/// convolution is `weight[out, taps] · cols[taps, pixels]`.
-fn unfold(s: &Shape, image: &[f32], cols: &mut [f32], stride: usize) {
-    let (h, w, hw) = (s.height, s.width, s.pixels());
-    for c in 0..s.c_in {
-        let plane = &image[c * hw..(c + 1) * hw];
-        for dy in 0..K {
-            for dx in 0..K {
-                let row = &mut cols[((c * K + dy) * K + dx) * stride..][..hw];
-                for y in 0..h {
-                    let out = &mut row[y * w..(y + 1) * w];
-                    let sy = y as isize + dy as isize - 1;
-                    if sy < 0 || sy >= h as isize {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[sy as usize * w..(sy as usize + 1) * w];
-                    match dx {
-                        0 => {
-                            out[0] = 0.0;
-                            out[1..].copy_from_slice(&src[..w - 1]);
+vectorized! {
+    /// `cols[(c·3 + dy)·3 + dx][y·W + x] = image[c][y + dy − 1][x + dx − 1]`, zero outside the
+    /// image, the rows `stride` apart: each output pixel's neighbourhood as a column, so that the
+    /// convolution is `weight[out, taps] · cols[taps, pixels]`.
+    fn unfold(s: &Shape, image: &[f32], cols: &mut [f32], stride: usize) {
+        let (h, w, hw) = (s.height, s.width, s.pixels());
+        for c in 0..s.c_in {
+            let plane = &image[c * hw..(c + 1) * hw];
+            for dy in 0..K {
+                for dx in 0..K {
+                    let row = &mut cols[((c * K + dy) * K + dx) * stride..][..hw];
+                    for y in 0..h {
+                        let out = &mut row[y * w..(y + 1) * w];
+                        let sy = y as isize + dy as isize - 1;
+                        if sy < 0 || sy >= h as isize {
+                            out.fill(0.0);
+                            continue;
                         }
-                        1 => out.copy_from_slice(src),
-                        _ => {
-                            out[..w - 1].copy_from_slice(&src[1..]);
-                            out[w - 1] = 0.0;
+                        let src = &plane[sy as usize * w..(sy as usize + 1) * w];
+                        match dx {
+                            0 => {
+                                out[0] = 0.0;
+                                out[1..].copy_from_slice(&src[..w - 1]);
+                            }
+                            1 => out.copy_from_slice(src),
+                            _ => {
+                                out[..w - 1].copy_from_slice(&src[1..]);
+                                out[w - 1] = 0.0;
+                            }
                         }
                     }
                 }
@@ -203,28 +276,30 @@ fn unfold(s: &Shape, image: &[f32], cols: &mut [f32], stride: usize) {
     }
 }
 
-/// The adjoint of [`unfold`]: each column's values added back to the pixels they came from.
-fn fold_add(s: &Shape, cols: &[f32], image: &mut [f32], stride: usize) {
-    let (h, w, hw) = (s.height, s.width, s.pixels());
-    for c in 0..s.c_in {
-        let plane = &mut image[c * hw..(c + 1) * hw];
-        for dy in 0..K {
-            for dx in 0..K {
-                let row = &cols[((c * K + dy) * K + dx) * stride..][..hw];
-                for y in 0..h {
-                    let sy = y as isize + dy as isize - 1;
-                    if sy < 0 || sy >= h as isize {
-                        continue;
-                    }
-                    let src = &row[y * w..(y + 1) * w];
-                    let dst = &mut plane[sy as usize * w..(sy as usize + 1) * w];
-                    let (d, s) = match dx {
-                        0 => (&mut dst[..w - 1], &src[1..]),
-                        1 => (&mut dst[..], src),
-                        _ => (&mut dst[1..], &src[..w - 1]),
-                    };
-                    for (d, s) in d.iter_mut().zip(s) {
-                        *d += s;
+vectorized! {
+    /// The adjoint of [`unfold`]: each column's values added back to the pixels they came from.
+    fn fold_add(s: &Shape, cols: &[f32], image: &mut [f32], stride: usize) {
+        let (h, w, hw) = (s.height, s.width, s.pixels());
+        for c in 0..s.c_in {
+            let plane = &mut image[c * hw..(c + 1) * hw];
+            for dy in 0..K {
+                for dx in 0..K {
+                    let row = &cols[((c * K + dy) * K + dx) * stride..][..hw];
+                    for y in 0..h {
+                        let sy = y as isize + dy as isize - 1;
+                        if sy < 0 || sy >= h as isize {
+                            continue;
+                        }
+                        let src = &row[y * w..(y + 1) * w];
+                        let dst = &mut plane[sy as usize * w..(sy as usize + 1) * w];
+                        let (d, s) = match dx {
+                            0 => (&mut dst[..w - 1], &src[1..]),
+                            1 => (&mut dst[..], src),
+                            _ => (&mut dst[1..], &src[..w - 1]),
+                        };
+                        for (d, s) in d.iter_mut().zip(s) {
+                            *d += s;
+                        }
                     }
                 }
             }
@@ -278,91 +353,382 @@ fn product(
     }
 }
 
-/// One image's output gradient (at `at` in `grad`), through the relu's mask when the output
-/// (`relu_output`) went through one, into `dst`'s rows `[out]`, `stride` apart.
-fn output_gradient(
-    grad: &[f32],
-    relu_output: Option<&[f32]>,
-    at: usize,
-    (channels, hw): (usize, usize),
-    dst: &mut [f32],
-    stride: usize,
-) {
-    let size = channels * hw;
-    let g = &grad[at..][..size];
-    match relu_output {
-        // Burn's relu gradient: zero where the output is (NaN passes).
-        Some(y) => {
-            let y = &y[at..][..size];
-            for ((row, g), y) in dst
-                .chunks_mut(stride)
-                .zip(g.chunks_exact(hw))
-                .zip(y.chunks_exact(hw))
-            {
-                for ((d, &g), &y) in row[..hw].iter_mut().zip(g).zip(y) {
-                    *d = if y <= 0.0 { 0.0 } else { g };
+/// The forward output a backward pass reads, as values: see [`Saved`].
+enum Mask<'a> {
+    Plain,
+    Relu(&'a [f32]),
+    Pool(&'a [f32], &'a [u8]),
+}
+
+vectorized! {
+    /// Image `i`'s output gradient from `grad` (the gradient of what the forward pass gave:
+    /// outputs, relu'd outputs, or pooled ones), through the relu's mask and the pooling's argmax
+    /// where there were, into `dst`'s rows `[out]`, `stride` apart.
+    fn output_gradient(grad: &[f32], mask: &Mask, i: usize, s: &Shape, dst: &mut [f32], stride: usize) {
+        let hw = s.pixels();
+        let size = s.image_out();
+        match *mask {
+            // Burn's relu gradient: zero where the output is (NaN passes).
+            Mask::Relu(y) => {
+                let (g, y) = (&grad[i * size..][..size], &y[i * size..][..size]);
+                for ((row, g), y) in dst
+                    .chunks_mut(stride)
+                    .zip(g.chunks_exact(hw))
+                    .zip(y.chunks_exact(hw))
+                {
+                    for ((d, &g), &y) in row[..hw].iter_mut().zip(g).zip(y) {
+                        *d = if y <= 0.0 { 0.0 } else { g };
+                    }
                 }
             }
-        }
-        None => {
-            for (row, g) in dst.chunks_mut(stride).zip(g.chunks_exact(hw)) {
-                row[..hw].copy_from_slice(g);
+            Mask::Plain => {
+                let g = &grad[i * size..][..size];
+                for (row, g) in dst.chunks_mut(stride).zip(g.chunks_exact(hw)) {
+                    row[..hw].copy_from_slice(g);
+                }
+            }
+            // Each window's gradient to the pixel that held its maximum, where that was positive.
+            Mask::Pool(pooled, argmax) => {
+                let (w, ow) = (s.width, s.width.div_ceil(2));
+                let plane = s.height.div_ceil(2) * ow;
+                let at = i * s.c_out * plane;
+                let g = &grad[at..][..s.c_out * plane];
+                let (y, argmax) = (&pooled[at..][..g.len()], &argmax[at..][..g.len()]);
+                for (((row, g), y), argmax) in dst
+                    .chunks_mut(stride)
+                    .zip(g.chunks_exact(plane))
+                    .zip(y.chunks_exact(plane))
+                    .zip(argmax.chunks_exact(plane))
+                {
+                    let row = &mut row[..hw];
+                    row.fill(0.0);
+                    for (p, ((&g, &y), &a)) in g.iter().zip(y).zip(argmax).enumerate() {
+                        if y <= 0.0 {
+                            continue;
+                        }
+                        let a = a as usize;
+                        row[(2 * (p / ow) + a / 2) * w + 2 * (p % ow) + a % 2] = g;
+                    }
+                }
             }
         }
     }
 }
 
-/// The convolution's output `[batch, c_out, height, width]`: per group of images,
-/// `weight · unfold(images) + bias`, through a relu with `relu` (NaN stays NaN, as Burn's).
-fn conv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, relu: bool) -> FlexTensor {
+/// What a convolution's forward pass makes of its sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// The outputs `bias + sum`, through a relu with `relu` (NaN stays NaN, as Burn's).
+    Store { relu: bool },
+    /// The 2×2 max-pooling (Keras' SAME) of `relu(bias + sum)`, and which pixel of each
+    /// window held its maximum, as [`pool_forward`] gives them: the full-size output is never
+    /// written.
+    ReluPool,
+}
+
+/// The convolution's output: `[batch, c_out, height, width]`, or pooled with
+/// [`Then::ReluPool`], with each window's argmax when `keep_argmax` (a backward pass reads
+/// it). Per group of images, the products of [`winograd`] where the input has
+/// [`WINOGRAD_MIN_CHANNELS`] channels (unless `MNIST_TRAIN_NO_WINOGRAD`), else
+/// `weight · unfold(images)`.
+fn conv_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    then: Then,
+    keep_argmax: bool,
+) -> (FlexTensor, Vec<u8>) {
     let (x, x_dims) = values(x);
     let (weight, w_dims) = values(weight);
     let (bias, _) = values(bias);
     let s = Shape::of(&x_dims, &w_dims);
-    let mut out = vec![0f32; s.batch * s.image_out()];
-    let (hw, group) = (s.pixels(), s.group());
-    out.par_chunks_mut(group * s.image_out())
+    let pool = then == Then::ReluPool;
+    let (out_h, out_w) = match pool {
+        true => (s.height.div_ceil(2), s.width.div_ceil(2)),
+        false => (s.height, s.width),
+    };
+    let out_image = s.c_out * out_h * out_w;
+    let mut out = vec![0f32; s.batch * out_image];
+    let argmax_too = pool && keep_argmax;
+    let mut argmax = vec![0u8; if argmax_too { out.len() } else { 0 }];
+    let winograd = s.winograd();
+    let kernels = winograd.then(|| {
+        let mut u = vec![0f32; winograd::POSITIONS * s.c_out * s.c_in];
+        winograd::transform_kernels(&weight, s.c_out, s.c_in, &mut u);
+        u
+    });
+    let group = if winograd {
+        s.winograd_group()
+    } else {
+        s.group()
+    };
+    let groups = s.batch.div_ceil(group);
+    let mut argmax_chunks: Vec<Option<&mut [u8]>> = match argmax_too {
+        true => argmax.chunks_mut(group * out_image).map(Some).collect(),
+        false => (0..groups).map(|_| None).collect(),
+    };
+    out.par_chunks_mut(group * out_image)
+        .zip(argmax_chunks.par_iter_mut())
         .zip(x.par_chunks(group * s.image_in()))
-        .for_each(|(out, x)| {
+        .for_each(|((out, argmax), x)| {
             let images = x.len() / s.image_in();
-            let n = images * hw;
-            with_scratch([s.taps() * n, s.c_out * n], |[cols, y]| {
-                for (i, image) in x.chunks_exact(s.image_in()).enumerate() {
-                    unfold(&s, image, &mut cols[i * hw..], n);
-                }
-                product(
-                    (s.c_out, s.taps(), n),
-                    y,
-                    (&weight, s.taps() as isize, 1),
-                    (cols, n as isize, 1),
-                    false,
-                );
-                // From [out, image × pixels] to [image, out, pixels], with the bias.
-                for (i, out) in out.chunks_exact_mut(s.image_out()).enumerate() {
-                    for ((row, y), b) in out
-                        .chunks_exact_mut(hw)
-                        .zip(y.chunks_exact(n))
-                        .zip(bias.iter())
-                    {
-                        let y = &y[i * hw..][..hw];
-                        if relu {
-                            for (o, v) in row.iter_mut().zip(y) {
-                                let v = v + b;
-                                *o = if v <= 0.0 { 0.0 } else { v };
-                            }
-                        } else {
-                            for (o, v) in row.iter_mut().zip(y) {
-                                *o = v + b;
-                            }
-                        }
-                    }
-                }
-            })
+            let sink = Sink {
+                then,
+                bias: &bias,
+                images,
+                out,
+                argmax: argmax.as_deref_mut(),
+            };
+            match &kernels {
+                Some(u) => with_scratch(s.winograd_scratch(images), |scratch| {
+                    winograd_group(&s, u, x, images, sink, scratch)
+                }),
+                None => with_scratch(s.unfolded_scratch(images), |scratch| {
+                    unfolded_group(&s, &weight, x, images, sink, scratch)
+                }),
+            }
         });
-    FlexTensor::from_data(TensorData::new(out, [s.batch, s.c_out, s.height, s.width]))
+    let dims = [s.batch, s.c_out, out_h, out_w];
+    (FlexTensor::from_data(TensorData::new(out, dims)), argmax)
 }
 
-fn conv_tracked(x: TrainTensor, weight: TrainTensor, bias: TrainTensor, relu: bool) -> TrainTensor {
+/// Where a group's outputs go: its `images`' slice of the output (and of the argmax, when
+/// pooling), with the bias to add, one per output channel.
+struct Sink<'a> {
+    then: Then,
+    bias: &'a [f32],
+    images: usize,
+    out: &'a mut [f32],
+    argmax: Option<&'a mut [u8]>,
+}
+
+impl Sink<'_> {
+    /// Image `i`'s output channel `o`, and its argmax plane when pooling.
+    fn plane(&mut self, i: usize, o: usize) -> (&mut [f32], Option<&mut [u8]>) {
+        let plane = self.out.len() / self.images / self.bias.len();
+        let at = (i * self.bias.len() + o) * plane;
+        (
+            &mut self.out[at..][..plane],
+            self.argmax.as_deref_mut().map(|a| &mut a[at..][..plane]),
+        )
+    }
+}
+
+/// One group's forward pass as a product over unfolded neighbourhoods: `y[out, image ×
+/// pixels] = weight · cols`, then each plane through the sink.
+fn unfolded_group(
+    s: &Shape,
+    weight: &[f32],
+    x: &[f32],
+    images: usize,
+    mut sink: Sink<'_>,
+    scratch: [&mut [f32]; 3],
+) {
+    let hw = s.pixels();
+    let n = images * hw;
+    let [cols, y, _] = scratch;
+    for (i, image) in x.chunks_exact(s.image_in()).enumerate() {
+        unfold(s, image, &mut cols[i * hw..], n);
+    }
+    product(
+        (s.c_out, s.taps(), n),
+        y,
+        (weight, s.taps() as isize, 1),
+        (cols, n as isize, 1),
+        false,
+    );
+    // From [out, image × pixels] to [image, out, pixels], with the bias.
+    for i in 0..images {
+        for (o, y) in y.chunks_exact_mut(n).enumerate() {
+            let y = &mut y[i * hw..][..hw];
+            let b = sink.bias[o];
+            let then = sink.then;
+            let (out, argmax) = sink.plane(i, o);
+            finish_plane(y, b, then, (s.height, s.width), out, argmax);
+        }
+    }
+}
+
+vectorized! {
+    /// One output plane of a product over unfolded neighbourhoods (`y`, without its bias
+    /// `b`) into `out`, as `then` says: stored, or pooled with its argmax.
+    fn finish_plane(
+        y: &mut [f32],
+        b: f32,
+        then: Then,
+        dims: (usize, usize),
+        out: &mut [f32],
+        argmax: Option<&mut [u8]>,
+    ) {
+        match then {
+            Then::Store { relu } => {
+                for (o, v) in out.iter_mut().zip(y.iter()) {
+                    *o = activated(v + b, relu);
+                }
+            }
+            Then::ReluPool => {
+                for v in y.iter_mut() {
+                    *v = activated(*v + b, true);
+                }
+                pool_plane(y, dims, out, argmax.unwrap_or_default());
+            }
+        }
+    }
+}
+
+/// One group's forward pass through [`winograd`]: its images' blocks transformed side by
+/// side, the 16 products, and each output channel's block sums transformed back into the sink.
+fn winograd_group(
+    s: &Shape,
+    kernels: &[f32],
+    x: &[f32],
+    images: usize,
+    mut sink: Sink<'_>,
+    scratch: [&mut [f32]; 3],
+) {
+    let (th, tw) = winograd::blocks(s.height, s.width);
+    let blocks = th * tw;
+    let n = images * blocks;
+    let p = winograd::POSITIONS;
+    let (plane_v, plane_m) = s.winograd_planes(images);
+    let [v, m, corners] = scratch;
+    let (v, padded) = v.split_at_mut(p * plane_v);
+    padded.fill(0.0);
+    for (i, image) in x.chunks_exact(s.image_in()).enumerate() {
+        let dims = (s.c_in, s.height, s.width);
+        winograd::transform_image(image, dims, v, (i * blocks, plane_v), padded);
+    }
+    for xi in 0..p {
+        product(
+            (s.c_out, s.c_in, n),
+            &mut m[xi * plane_m..],
+            (&kernels[xi * s.c_out * s.c_in..], s.c_in as isize, 1),
+            (&v[xi * plane_v..], 1, s.c_in as isize),
+            false,
+        );
+    }
+    let (c00, rest) = corners.split_at_mut(n);
+    let (c01, rest) = rest.split_at_mut(n);
+    let (c10, c11) = rest.split_at_mut(n);
+    // Whether each column's block has its bottom row and right column inside the image.
+    let inside: Vec<[bool; 2]> = (0..n)
+        .map(|b| b % blocks)
+        .map(|b| [2 * (b / tw) + 1 < s.height, 2 * (b % tw) + 1 < s.width])
+        .collect();
+    let mut argmax = vec![0u8; if sink.argmax.is_some() { n } else { 0 }];
+    for o in 0..s.c_out {
+        let b = sink.bias[o];
+        let then = sink.then;
+        if then == Then::ReluPool {
+            // All the group's columns in one loop (an image's 16 or 49 alone were too few
+            // for the vectorized loop), then each image's into its plane.
+            let sums: [&[f32]; winograd::POSITIONS] =
+                std::array::from_fn(|xi| &m[xi * plane_m + o * n..][..n]);
+            pool_blocks(&sums, b, &inside, c00, &mut argmax);
+            for i in 0..images {
+                let (out, out_argmax) = sink.plane(i, o);
+                out.copy_from_slice(&c00[i * blocks..][..blocks]);
+                if let Some(out_argmax) = out_argmax {
+                    out_argmax.copy_from_slice(&argmax[i * blocks..][..blocks]);
+                }
+            }
+            continue;
+        }
+        winograd::transform_outputs(
+            &m[o * n..],
+            plane_m,
+            n,
+            [&mut *c00, &mut *c01, &mut *c10, &mut *c11],
+        );
+        for i in 0..images {
+            let at = i * blocks;
+            let corners = [&c00[at..], &c01[at..], &c10[at..], &c11[at..]].map(|c| &c[..blocks]);
+            let (out, _) = sink.plane(i, o);
+            if let Then::Store { relu } = then {
+                store_blocks(corners, b, relu, (s.height, s.width), out)
+            }
+        }
+    }
+}
+
+/// `v` through a relu with `relu`: zero where `v <= 0`, NaN kept (Burn's relu).
+#[inline(always)]
+fn activated(v: f32, relu: bool) -> f32 {
+    if relu && v <= 0.0 { 0.0 } else { v }
+}
+
+vectorized! {
+    /// The outputs of an image's blocks (`corners`: top left, top right, bottom left, bottom
+    /// right of each) with the bias, into their pixels of the plane `out` (`height × width`).
+    fn store_blocks(
+        corners: [&[f32]; 4],
+        bias: f32,
+        relu: bool,
+        dims: (usize, usize),
+        out: &mut [f32],
+    ) {
+        let (h, w) = dims;
+        let tw = w.div_ceil(2);
+        for (k, corner) in corners.iter().enumerate() {
+            let (dy, dx) = (k / 2, k % 2);
+            for (b, &v) in corner.iter().enumerate() {
+                let (y, x) = (2 * (b / tw) + dy, 2 * (b % tw) + dx);
+                if y < h && x < w {
+                    out[y * w + x] = activated(v + bias, relu);
+                }
+            }
+        }
+    }
+}
+
+vectorized! {
+    /// The 2×2 max-pooling of `relu(bias + ·)` over blocks, which are windows, from their 16
+    /// sums each (`sums[ξ][block]`): as [`pool_plane`] computes it, an odd side's half-outside
+    /// windows (`inside`: whether a block's bottom row and right column are in its image)
+    /// included; the argmax too unless `argmax` is empty. One loop over the blocks, which the
+    /// compiler vectorizes.
+    fn pool_blocks(
+        sums: &[&[f32]; winograd::POSITIONS],
+        bias: f32,
+        inside: &[[bool; 2]],
+        out: &mut [f32],
+        argmax: &mut [u8],
+    ) {
+        let blocks = inside.len();
+        let out = &mut out[..blocks];
+        if argmax.is_empty() {
+            // Inference: the maxima alone.
+            for (t, &[row_in, col_in]) in inside.iter().enumerate() {
+                let [a, b, c, d] =
+                    winograd::output_block(sums, t).map(|v| activated(v + bias, true));
+                let (c, d) = if row_in { (c, d) } else { (a, b) };
+                let (b, d) = if col_in { (b, d) } else { (a, c) };
+                out[t] = window(a, b, c, d).0;
+            }
+            return;
+        }
+        let argmax = &mut argmax[..blocks];
+        for (t, &[row_in, col_in]) in inside.iter().enumerate() {
+            let [a, b, c, d] = winograd::output_block(sums, t).map(|v| activated(v + bias, true));
+            // A window's pixels outside the image: stand-ins that never win a tie.
+            let (c, d) = if row_in { (c, d) } else { (a, b) };
+            let (b, d) = if col_in { (b, d) } else { (a, c) };
+            (out[t], argmax[t]) = window(a, b, c, d);
+        }
+    }
+}
+
+/// The maximum of a 2×2 window (top left, top right, bottom left, bottom right) and which
+/// held it, the first of equal ones (as Burn takes it). Branch-free, so that it vectorizes.
+#[inline(always)]
+fn window(a: f32, b: f32, c: f32, d: f32) -> (f32, u8) {
+    let (mut best, mut at) = (a, 0u8);
+    (best, at) = if b > best { (b, 1) } else { (best, at) };
+    (best, at) = if c > best { (c, 2) } else { (best, at) };
+    if d > best { (d, 3) } else { (best, at) }
+}
+
+fn conv_tracked(x: TrainTensor, weight: TrainTensor, bias: TrainTensor, then: Then) -> TrainTensor {
     let x_tracked = x.is_tracked();
     let prep = ConvBackward
         .prepare::<NoCheckpointing>([x.node(), weight.node(), bias.node()])
@@ -373,32 +739,53 @@ fn conv_tracked(x: TrainTensor, weight: TrainTensor, bias: TrainTensor, relu: bo
         weight.into_primitive(),
         bias.into_primitive(),
     );
-    let output = conv_forward(&x, &weight, &bias, relu);
+    let (output, argmax) = conv_forward(&x, &weight, &bias, then, true);
     match prep {
         OpsKind::Tracked(prep) => {
             // The output shares its buffer: the relu's mask is read from it.
-            let relu_output = relu.then(|| output.clone());
-            prep.finish((x, weight, x_tracked, relu_output), output)
+            let saved = match then {
+                Then::Store { relu: false } => Saved::Plain,
+                Then::Store { relu: true } => Saved::Relu(output.clone()),
+                Then::ReluPool => Saved::Pool(output.clone(), argmax),
+            };
+            prep.finish((x, weight, x_tracked, saved), output)
         }
         OpsKind::UnTracked(prep) => prep.finish(output),
     }
 }
 
-/// The gradients of a convolution: of its input (when `input_grad`), weight and bias; with
-/// `relu_output`, of one followed by a relu whose output that was.
+/// What a convolution's backward pass needs of its forward output: nothing, the relu's
+/// output (its mask), or the pooled output and argmax of [`Then::ReluPool`].
+#[derive(Debug, Clone)]
+enum Saved {
+    Plain,
+    Relu(FlexTensor),
+    Pool(FlexTensor, Vec<u8>),
+}
+
+/// The gradients of a convolution: of its input (when `input_grad`), weight and bias; of one
+/// followed by a relu, or by a relu and pooling, as `saved` says.
 fn conv_backward(
     x: &FlexTensor,
     weight: &FlexTensor,
     grad: &FlexTensor,
     input_grad: bool,
-    relu_output: Option<&FlexTensor>,
+    saved: &Saved,
 ) -> (Option<FlexTensor>, FlexTensor, FlexTensor) {
     let (x, x_dims) = values(x);
     let (weight, w_dims) = values(weight);
     let (grad, _) = values(grad);
-    let relu_output = relu_output.map(|y| values(y).0);
+    let output = match saved {
+        Saved::Plain => None,
+        Saved::Relu(y) | Saved::Pool(y, _) => Some(values(y).0),
+    };
+    let mask = match (saved, &output) {
+        (Saved::Relu(_), Some(y)) => Mask::Relu(y),
+        (Saved::Pool(_, argmax), Some(y)) => Mask::Pool(y, argmax),
+        _ => Mask::Plain,
+    };
     let s = Shape::of(&x_dims, &w_dims);
-    let (hw, taps, group) = (s.pixels(), s.taps(), s.group());
+    let (taps, group) = (s.taps(), s.group());
     let groups = s.batch.div_ceil(group);
     // Each group's weight and bias gradient, summed over its images.
     let per_group = s.c_out * taps + s.c_out;
@@ -411,57 +798,29 @@ fn conv_backward(
             0
         }
     ];
-    let work = |(g, sums): (usize, &mut [f32]), x_grad: Option<&mut [f32]>| {
-        let first = g * group;
-        let images = group.min(s.batch - first);
-        let n = images * hw;
-        let (w_sum, b_sum) = sums.split_at_mut(s.c_out * taps);
-        // `gy`: the group's output gradient as [out, image × pixels], the images side by side.
-        with_scratch([taps * n, s.c_out * n], |[cols, gy]| {
-            for i in 0..images {
-                let image = &x[(first + i) * s.image_in()..][..s.image_in()];
-                unfold(&s, image, &mut cols[i * hw..], n);
-                let at = (first + i) * s.image_out();
-                let dst = &mut gy[i * hw..];
-                output_gradient(&grad, relu_output.as_deref(), at, (s.c_out, hw), dst, n);
-            }
-            // weight[out, taps] = gy[out, columns] · colsᵀ[columns, taps]
-            product(
-                (s.c_out, n, taps),
-                w_sum,
-                (gy, n as isize, 1),
-                (cols, 1, n as isize),
-                false,
-            );
-            for (b, row) in b_sum.iter_mut().zip(gy.chunks_exact(n)) {
-                *b = row.iter().sum::<f32>();
-            }
-            if let Some(x_grad) = x_grad {
-                // cols[taps, columns] = weightᵀ[taps, out] · gy[out, columns]
-                product(
-                    (taps, s.c_out, n),
-                    cols,
-                    (&weight, 1, taps as isize),
-                    (gy, n as isize, 1),
-                    false,
-                );
-                for (i, image) in x_grad.chunks_exact_mut(s.image_in()).enumerate() {
-                    fold_add(&s, &cols[i * hw..], image, n);
-                }
-            }
-        })
-    };
     if input_grad {
         partial
             .par_chunks_mut(per_group)
             .enumerate()
             .zip(x_grad.par_chunks_mut(group * s.image_in()))
-            .for_each(|(group, x_grad)| work(group, Some(x_grad)));
+            .for_each(|((g, sums), x_grad)| {
+                let images = (g * group, group.min(s.batch - g * group));
+                with_scratch(s.unfolded_scratch(images.1), |scratch| {
+                    let tensors = (&*x, &*weight, &*grad);
+                    backward_group(&s, tensors, &mask, images, sums, Some(x_grad), scratch)
+                })
+            });
     } else {
         partial
             .par_chunks_mut(per_group)
             .enumerate()
-            .for_each(|group| work(group, None));
+            .for_each(|(g, sums)| {
+                let images = (g * group, group.min(s.batch - g * group));
+                with_scratch(s.unfolded_scratch(images.1), |scratch| {
+                    let tensors = (&*x, &*weight, &*grad);
+                    backward_group(&s, tensors, &mask, images, sums, None, scratch)
+                })
+            });
     }
     // The groups' sums in group order.
     let mut sums = vec![0f32; per_group];
@@ -478,25 +837,68 @@ fn conv_backward(
     )
 }
 
+/// The gradients of images `first .. first + images` (`images`): their weight and bias
+/// gradients summed into `sums`, and their input gradients into `x_grad` when asked for.
+fn backward_group(
+    s: &Shape,
+    (x, weight, grad): (&[f32], &[f32], &[f32]),
+    mask: &Mask<'_>,
+    (first, images): (usize, usize),
+    sums: &mut [f32],
+    x_grad: Option<&mut [f32]>,
+    scratch: [&mut [f32]; 3],
+) {
+    let (hw, taps) = (s.pixels(), s.taps());
+    let n = images * hw;
+    let (w_sum, b_sum) = sums.split_at_mut(s.c_out * taps);
+    // `gy`: the group's output gradient as [out, image × pixels], the images side by side.
+    let [cols, gy, _] = scratch;
+    for i in 0..images {
+        let image = &x[(first + i) * s.image_in()..][..s.image_in()];
+        unfold(s, image, &mut cols[i * hw..], n);
+        output_gradient(grad, mask, first + i, s, &mut gy[i * hw..], n);
+    }
+    // weight[out, taps] = gy[out, columns] · colsᵀ[columns, taps]
+    product(
+        (s.c_out, n, taps),
+        w_sum,
+        (gy, n as isize, 1),
+        (cols, 1, n as isize),
+        false,
+    );
+    for (b, row) in b_sum.iter_mut().zip(gy.chunks_exact(n)) {
+        *b = row.iter().sum::<f32>();
+    }
+    if let Some(x_grad) = x_grad {
+        // cols[taps, columns] = weightᵀ[taps, out] · gy[out, columns]
+        product(
+            (taps, s.c_out, n),
+            cols,
+            (weight, 1, taps as isize),
+            (gy, n as isize, 1),
+            false,
+        );
+        for (i, image) in x_grad.chunks_exact_mut(s.image_in()).enumerate() {
+            fold_add(s, &cols[i * hw..], image, n);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct ConvBackward;
 
 impl Backward<Flex, 3> for ConvBackward {
-    /// The input, the weight, whether the input needs its gradient, and the output when a
-    /// relu was applied to it.
-    type State = (FlexTensor, FlexTensor, bool, Option<FlexTensor>);
+    /// The input, the weight, whether the input needs its gradient, and what the backward
+    /// pass needs of the output.
+    type State = (FlexTensor, FlexTensor, bool, Saved);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let (x, weight, x_tracked, relu_output) = ops.state;
-        let (x_grad, weight_grad, bias_grad) = conv_backward(
-            &x,
-            &weight,
-            &grad,
-            x_tracked && node_x.is_some(),
-            relu_output.as_ref(),
-        );
+        let (x, weight, x_tracked, saved) = ops.state;
+        let input_grad = x_tracked && node_x.is_some();
+        let (x_grad, weight_grad, bias_grad) =
+            conv_backward(&x, &weight, &grad, input_grad, &saved);
         for (node, value) in [
             (node_x, x_grad),
             (node_weight, Some(weight_grad)),
@@ -523,43 +925,55 @@ fn pool_forward(x: &FlexTensor) -> (FlexTensor, Vec<u8>) {
         .zip(argmax.par_chunks_mut(oh * ow))
         .zip(x.par_chunks(h * w))
         .with_min_len(16)
-        .for_each(|((out, arg), plane)| {
-            for oy in 0..oh {
-                let top = &plane[2 * oy * w..][..w];
-                // An odd side's last window has no bottom row: its top row stands in for it,
-                // and never wins a tie.
-                let bottom = if 2 * oy + 1 < h {
-                    &plane[(2 * oy + 1) * w..][..w]
-                } else {
-                    top
-                };
-                let (out, arg) = (&mut out[oy * ow..][..ow], &mut arg[oy * ow..][..ow]);
-                // Branch-free, so that the compiler vectorizes it.
-                let window = |a: f32, b: f32, c: f32, d: f32| {
-                    let (mut best, mut at) = (a, 0u8);
-                    (best, at) = if b > best { (b, 1) } else { (best, at) };
-                    (best, at) = if c > best { (c, 2) } else { (best, at) };
-                    if d > best { (d, 3) } else { (best, at) }
-                };
-                for (((t, b), o), a) in top
-                    .chunks_exact(2)
-                    .zip(bottom.chunks_exact(2))
-                    .zip(out.iter_mut())
-                    .zip(arg.iter_mut())
-                {
-                    (*o, *a) = window(t[0], t[1], b[0], b[1]);
-                }
-                if w % 2 == 1 {
-                    // The last column's window: its left pixels alone.
-                    let (t, b) = (top[w - 1], bottom[w - 1]);
-                    (out[ow - 1], arg[ow - 1]) = window(t, t, b, b);
-                }
-            }
-        });
+        .for_each(|((out, arg), plane)| pool_plane(plane, (h, w), out, arg));
     (
         FlexTensor::from_data(TensorData::new(out, [batch, channels, oh, ow])),
         argmax,
     )
+}
+
+vectorized! {
+    /// One plane's pooling ([`pool_forward`]), without the argmax when `arg` is empty.
+    fn pool_plane(plane: &[f32], dims: (usize, usize), out: &mut [f32], arg: &mut [u8]) {
+        let (h, w) = dims;
+        let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
+        for oy in 0..oh {
+            let top = &plane[2 * oy * w..][..w];
+            // An odd side's last window has no bottom row: its top row stands in for it, and
+            // never wins a tie.
+            let bottom = if 2 * oy + 1 < h {
+                &plane[(2 * oy + 1) * w..][..w]
+            } else {
+                top
+            };
+            let out = &mut out[oy * ow..][..ow];
+            if arg.is_empty() {
+                // Inference: the maxima alone.
+                for ((t, b), o) in top.chunks_exact(2).zip(bottom.chunks_exact(2)).zip(&mut *out) {
+                    *o = window(t[0], t[1], b[0], b[1]).0;
+                }
+                if w % 2 == 1 {
+                    let (t, b) = (top[w - 1], bottom[w - 1]);
+                    out[ow - 1] = window(t, t, b, b).0;
+                }
+                continue;
+            }
+            let arg = &mut arg[oy * ow..][..ow];
+            for (((t, b), o), a) in top
+                .chunks_exact(2)
+                .zip(bottom.chunks_exact(2))
+                .zip(out.iter_mut())
+                .zip(arg.iter_mut())
+            {
+                (*o, *a) = window(t[0], t[1], b[0], b[1]);
+            }
+            if w % 2 == 1 {
+                // The last column's window: its left pixels alone.
+                let (t, b) = (top[w - 1], bottom[w - 1]);
+                (out[ow - 1], arg[ow - 1]) = window(t, t, b, b);
+            }
+        }
+    }
 }
 
 fn pool_tracked(x: TrainTensor) -> TrainTensor {
@@ -675,7 +1089,9 @@ mod tests {
             ((6, 32, 64, 14), false),
             ((3, 64, 128, 7), false),
             ((11, 3, 5, 5), false),
+            ((5, 8, 6, 5), false),
             ((7, 1, 32, 28), true),
+            ((4, 8, 3, 7), true),
             ((3, 64, 128, 7), true),
         ] {
             ad.seed(batch as u64);
@@ -737,6 +1153,82 @@ mod tests {
                 false => valid.forward(x),
             };
             close(&floats(ours), &floats(burns), &format!("{case}, inference"));
+        }
+    }
+
+    /// A convolution, relu and pooling as one operation equal Burn's three, forward and every
+    /// gradient, through the unfolded products (one and three channels) and Winograd's (8, 32
+    /// and 64), odd sides included; on 2 threads and 1, bit-identical.
+    #[test]
+    fn convolution_relu_and_pooling_as_one_equal_burns() {
+        let ad = Device::flex().autodiff();
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .expect("a pool")
+        };
+        for (batch, c_in, c_out, side) in [
+            (7, 1, 32, 28),
+            (6, 32, 64, 14),
+            (3, 64, 128, 7),
+            (5, 8, 6, 5),
+            (9, 3, 4, 6),
+        ] {
+            ad.seed(batch as u64 + 100);
+            let conv = Conv2dConfig::new([c_in, c_out], [K, K])
+                .with_padding(PaddingConfig2d::Same)
+                .init(&ad);
+            let run = |ours: bool| {
+                let x = Tensor::<4>::from_data(values([batch, c_in, side, side], 7), &ad);
+                let x = if c_in > 1 { x.require_grad() } else { x };
+                let y = match ours {
+                    true => conv3x3_relu_pool(&conv, &x).expect("this module's operation on flex"),
+                    false => burns_pool(burn::tensor::activation::relu(conv.forward(x.clone()))),
+                };
+                let upstream = Tensor::<4>::from_data(values(y.dims(), 8), &ad);
+                let grads = (y.clone() * upstream).sum().backward();
+                let bias = conv.bias.as_ref().expect("a bias");
+                [
+                    floats(y),
+                    x.grad(&grads).map_or(Vec::new(), floats),
+                    floats(conv.weight.grad(&grads).expect("a weight gradient")),
+                    bias.grad(&grads)
+                        .expect("a bias gradient")
+                        .into_data()
+                        .iter()
+                        .collect(),
+                ]
+            };
+            let burns = run(false);
+            let two = pool(2).install(|| run(true));
+            let case = format!("{batch}×{c_in}→{c_out} {side}²");
+            for (what, (ours, burns)) in [
+                "output",
+                "input gradient",
+                "weight gradient",
+                "bias gradient",
+            ]
+            .iter()
+            .zip(two.iter().zip(&burns))
+            {
+                close(ours, burns, &format!("{case} pooled, {what}"));
+            }
+            assert_eq!(
+                pool(1).install(|| run(true)),
+                two,
+                "{case}: 1 thread against 2"
+            );
+
+            let valid = conv.valid();
+            let x = Tensor::<4>::from_data(values([batch, c_in, side, side], 9), &Device::flex());
+            let ours = conv3x3_relu_pool(&valid, &x).expect("this module's operation on flex");
+            let burns = burns_pool(burn::tensor::activation::relu(valid.forward(x)));
+            close(
+                &floats(ours),
+                &floats(burns),
+                &format!("{case} pooled, inference"),
+            );
         }
     }
 
@@ -833,7 +1325,7 @@ mod profile {
                 );
                 let valid = conv.valid();
                 let x = Tensor::<4>::from_data(data.clone(), &Device::flex());
-                let ours = |x: &Tensor<4>| max_pool2x2(&conv3x3(&valid, x, true).unwrap()).unwrap();
+                let ours = |x: &Tensor<4>| conv3x3_relu_pool(&valid, x).unwrap();
                 let burns = |x: &Tensor<4>| {
                     burns_pool(burn::tensor::activation::relu(valid.forward(x.clone())))
                 };
@@ -846,7 +1338,7 @@ mod profile {
                     let x = Tensor::<4>::from_data(data.clone(), &ad);
                     let x = if c_in > 1 { x.require_grad() } else { x };
                     let y = match kernels {
-                        true => max_pool2x2(&conv3x3(&conv, &x, true).unwrap()).unwrap(),
+                        true => conv3x3_relu_pool(&conv, &x).unwrap(),
                         false => burns_pool(burn::tensor::activation::relu(conv.forward(x))),
                     };
                     drop(y.sum().backward());

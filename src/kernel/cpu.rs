@@ -73,3 +73,42 @@ impl KernelPath {
         }
     }
 }
+
+/// `fn name(args) { body }`, with the body compiled once for each vector unit of
+/// [`KernelPath`] and the version this CPU runs chosen at each call: the loops it holds, and
+/// the `#[inline(always)]` functions it calls, vectorize at that width. Meant for one loop
+/// nest each: in a larger function the compiler left the same loops scalar (the crate itself is
+/// compiled for every x86-64, with 128-bit vectors). The versions compute the same floats:
+/// the compiler neither reorders sums nor fuses multiplications and additions.
+macro_rules! vectorized {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx512($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            match $crate::kernel::KernelPath::detect() {
+                // SAFETY: `detect` chose a path whose features this CPU has.
+                #[cfg(target_arch = "x86_64")]
+                $crate::kernel::KernelPath::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                $crate::kernel::KernelPath::Avx2 => unsafe { avx2($($arg),*) },
+                _ => body($($arg),*),
+            }
+        }
+    };
+}
+pub(super) use vectorized;

@@ -1,7 +1,8 @@
 //! Hand-written CPU computations that stand in for Burn's operations, and the switch that says
 //! where each runs ([`FastPaths`], [`runs_on`], [`trains_on`], [`evaluates_on`]): the hidden
 //! layers' activations ([`activation`]), the later dense layers' products ([`dense`], on flex),
-//! the CNN's convolutions and pooling ([`conv`], on flex), the first dense layer computed from
+//! the CNN's convolutions and pooling ([`conv`], on flex, some products through Winograd's
+//! transforms in `winograd`), the first dense layer computed from
 //! the images' lit pixels and its weight gradient, and the choice of the compiled loops this
 //! CPU runs ([`KernelPath`]).
 //!
@@ -45,6 +46,8 @@ mod sparse;
 #[cfg(test)]
 mod tests;
 mod weights;
+#[cfg(feature = "flex")]
+mod winograd;
 
 use burn::tensor::Device;
 use rayon::prelude::*;

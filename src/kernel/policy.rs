@@ -21,6 +21,10 @@ pub struct FastPaths {
     /// `MNIST_TRAIN_BURN_CONV` unset: the CNN's convolutions and pooling run
     /// [`super::conv`]'s kernels (with the other kernels on).
     pub conv_kernels: bool,
+    /// `MNIST_TRAIN_NO_WINOGRAD` unset: the forward passes of convolutions with enough input
+    /// channels take Winograd's products ([`super::winograd`]) rather than products over
+    /// unfolded neighbourhoods.
+    pub winograd: bool,
 }
 
 impl FastPaths {
@@ -40,6 +44,7 @@ impl FastPaths {
                 .ok()
                 .and_then(|v| v.parse().ok()),
             conv_kernels: std::env::var_os("MNIST_TRAIN_BURN_CONV").is_none(),
+            winograd: std::env::var_os("MNIST_TRAIN_NO_WINOGRAD").is_none(),
         }
     }
 
@@ -72,6 +77,15 @@ impl FastPaths {
             // Training and evaluation alike; a model without convolutions has none.
             "convolutions": match model {
                 ModelKind::Cnn => which(train && self.conv_kernels),
+                ModelKind::Mlp => "none",
+            },
+            // How the kernels' forward passes multiply, from 8 input channels (the lab's second
+            // and third convolutions).
+            "convolution_products": match model {
+                ModelKind::Cnn if train && self.conv_kernels => {
+                    if self.winograd { "winograd" } else { "unfolded" }
+                }
+                ModelKind::Cnn => "burn",
                 ModelKind::Mlp => "none",
             },
             "loops": if any { self.kernel.name() } else { "none" },

@@ -100,6 +100,11 @@ impl Cnn {
                 }
                 x = self.activate(x);
             } else if self.activation.kind == Activation::Relu {
+                if !matches!(pass, Pass::Observe(_)) {
+                    // Nothing looks at the activations before the pooling.
+                    x = convolve_relu_pool(conv, x);
+                    continue;
+                }
                 x = convolve(conv, x, true);
             } else {
                 x = self.activate(convolve(conv, x, false));
@@ -178,6 +183,16 @@ fn convolve(conv: &Conv2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
     } else {
         y
     }
+}
+
+/// `conv` applied to `x`, through a relu and [`pool`]: one operation on flex
+/// ([`crate::kernel::conv::conv3x3_relu_pool`]), Burn's three elsewhere.
+fn convolve_relu_pool(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if let Some(y) = crate::kernel::conv::conv3x3_relu_pool(conv, &x) {
+        return y;
+    }
+    pool(convolve(conv, x, true))
 }
 
 /// 2×2 max-pooling with stride 2 and Keras' SAME padding: an odd side gets one more window,

@@ -88,6 +88,7 @@ fn bench_takes_the_experiment_flags() {
     assert!(arch.contains("xavier-uniform-d0.4"), "{arch}");
     assert!(r["train_epoch_lecture_s"].is_null(), "{r}");
     assert_eq!(r["convolutions"], "kernel");
+    assert_eq!(r["convolution_products"], "winograd");
     assert_eq!(
         r["train_first_layer"], "dense",
         "no lit-pixel path for a CNN"

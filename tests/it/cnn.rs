@@ -103,6 +103,8 @@ fn the_convolution_kernels_train_as_burns_own_operations() {
             serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
         let want = if burn { "burn" } else { "kernel" };
         assert_eq!(info["fast_paths"]["convolutions"], want, "{info}");
+        let want = if burn { "burn" } else { "winograd" };
+        assert_eq!(info["fast_paths"]["convolution_products"], want, "{info}");
         metrics(&dir)
     };
     let (ours, burns) = (run("kernels", false), run("burn", true));
