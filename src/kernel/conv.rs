@@ -6,7 +6,7 @@
 //!
 //! Burn's flex backend runs a convolution's input gradient image by image with products too
 //! small for `gemm` to split over two cores, and the max-pool gradient as one serial scatter;
-//! its layers took 3× as long as these in inference and twice as long in training
+//! its layers took 3.4× as long as these in inference and 2.4× as long in training
 //! (docs/speed.md). Here the images of a group share each product (forward, weight gradient,
 //! input gradient), the groups are spread over the threads, each group's weight gradient is
 //! summed in its own buffer and the groups' sums are added in group order: the result does not

@@ -80,6 +80,7 @@ impl KernelPath {
 /// nest each: in a larger function the compiler left the same loops scalar (the crate itself is
 /// compiled for every x86-64, with 128-bit vectors). The versions compute the same floats:
 /// the compiler neither reorders sums nor fuses multiplications and additions.
+#[cfg(feature = "flex")]
 macro_rules! vectorized {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
@@ -111,4 +112,5 @@ macro_rules! vectorized {
         }
     };
 }
+#[cfg(feature = "flex")]
 pub(super) use vectorized;
