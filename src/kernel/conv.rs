@@ -34,7 +34,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::cpu::vectorized;
-use super::flex::{Train, TrainTensor, with_primitives};
+use super::flex::{Train, TrainTensor, register, with_primitives};
 use super::winograd;
 
 /// Side of the kernels this module computes.
@@ -607,45 +607,45 @@ fn winograd_group(
             false,
         );
     }
-    let (c00, rest) = corners.split_at_mut(n);
-    let (c01, rest) = rest.split_at_mut(n);
-    let (c10, c11) = rest.split_at_mut(n);
-    // Whether each column's block has its bottom row and right column inside the image.
-    let inside: Vec<[bool; 2]> = (0..n)
-        .map(|b| b % blocks)
-        .map(|b| [2 * (b / tw) + 1 < s.height, 2 * (b % tw) + 1 < s.width])
-        .collect();
-    let mut argmax = vec![0u8; if sink.argmax.is_some() { n } else { 0 }];
-    for o in 0..s.c_out {
-        let b = sink.bias[o];
-        let then = sink.then;
-        if then == Then::ReluPool {
-            // All the group's columns in one loop (an image's 16 or 49 alone were too few
-            // for the vectorized loop), then each image's into its plane.
-            let sums: [&[f32]; winograd::POSITIONS] =
-                std::array::from_fn(|xi| &m[xi * plane_m + o * n..][..n]);
-            pool_blocks(&sums, b, &inside, c00, &mut argmax);
-            for i in 0..images {
-                let (out, out_argmax) = sink.plane(i, o);
-                out.copy_from_slice(&c00[i * blocks..][..blocks]);
-                if let Some(out_argmax) = out_argmax {
-                    out_argmax.copy_from_slice(&argmax[i * blocks..][..blocks]);
+    let dims = (s.height, s.width);
+    match sink.then {
+        Then::ReluPool => {
+            // Whether each column's block has its bottom row and right column in the image.
+            let inside: Vec<[bool; 2]> = (0..n)
+                .map(|b| b % blocks)
+                .map(|b| [2 * (b / tw) + 1 < s.height, 2 * (b % tw) + 1 < s.width])
+                .collect();
+            let pooled = &mut corners[..n];
+            let mut argmax = vec![0u8; if sink.argmax.is_some() { n } else { 0 }];
+            for o in 0..s.c_out {
+                // All the group's columns in one loop (an image's 16 or 49 alone were too
+                // few for the vectorized loop), then each image's into its plane.
+                let sums: [&[f32]; winograd::POSITIONS] =
+                    std::array::from_fn(|xi| &m[xi * plane_m + o * n..][..n]);
+                pool_blocks(&sums, sink.bias[o], &inside, pooled, &mut argmax);
+                for i in 0..images {
+                    let (out, out_argmax) = sink.plane(i, o);
+                    out.copy_from_slice(&pooled[i * blocks..][..blocks]);
+                    if let Some(out_argmax) = out_argmax {
+                        out_argmax.copy_from_slice(&argmax[i * blocks..][..blocks]);
+                    }
                 }
             }
-            continue;
         }
-        winograd::transform_outputs(
-            &m[o * n..],
-            plane_m,
-            n,
-            [&mut *c00, &mut *c01, &mut *c10, &mut *c11],
-        );
-        for i in 0..images {
-            let at = i * blocks;
-            let corners = [&c00[at..], &c01[at..], &c10[at..], &c11[at..]].map(|c| &c[..blocks]);
-            let (out, _) = sink.plane(i, o);
-            if let Then::Store { relu } = then {
-                store_blocks(corners, b, relu, (s.height, s.width), out)
+        Then::Store { relu } => {
+            let (c00, rest) = corners.split_at_mut(n);
+            let (c01, rest) = rest.split_at_mut(n);
+            let (c10, c11) = rest.split_at_mut(n);
+            for o in 0..s.c_out {
+                let corners = [&mut *c00, &mut *c01, &mut *c10, &mut *c11];
+                winograd::transform_outputs(&m[o * n..], plane_m, n, corners);
+                for i in 0..images {
+                    let at = i * blocks;
+                    let corners =
+                        [&c00[at..], &c01[at..], &c10[at..], &c11[at..]].map(|c| &c[..blocks]);
+                    let bias = sink.bias[o];
+                    store_blocks(corners, bias, relu, dims, sink.plane(i, o).0);
+                }
             }
         }
     }
@@ -899,15 +899,8 @@ impl Backward<Flex, 3> for ConvBackward {
         let input_grad = x_tracked && node_x.is_some();
         let (x_grad, weight_grad, bias_grad) =
             conv_backward(&x, &weight, &grad, input_grad, &saved);
-        for (node, value) in [
-            (node_x, x_grad),
-            (node_weight, Some(weight_grad)),
-            (node_bias, Some(bias_grad)),
-        ] {
-            if let (Some(node), Some(value)) = (node, value) {
-                grads.register::<Flex>(node.id, value);
-            }
-        }
+        let parents = [node_x, node_weight, node_bias].map(|node| node.map(|n| n.id));
+        register(grads, parents, [x_grad, Some(weight_grad), Some(bias_grad)]);
     }
 }
 
@@ -1072,11 +1065,17 @@ mod tests {
         }
     }
 
-    /// The output and every gradient of a convolution equal Burn's `Conv2d` up to the order of
-    /// the sums, for the lab's three layers, an odd side, a batch that is no multiple of the
-    /// groups, and images of one channel; on 2 threads and 1, bit-identical.
-    #[test]
-    fn convolution_trains_and_infers_as_burns() {
+    /// One layer both ways, `ours` (this module's operation) and `burns` (Burn's layers), on a
+    /// fresh convolution from `device_seed` and images from `data_seeds` (input, upstream
+    /// gradient, inference input): the output and the input, weight and bias gradients agree
+    /// up to the order of the sums, ours bit for bit on 1 thread and 2, and so does inference.
+    fn agrees_with_burns(
+        (batch, c_in, c_out, side): (usize, usize, usize, usize),
+        (device_seed, data_seeds): (u64, [usize; 3]),
+        case: &str,
+        ours: impl Fn(&Conv2d, &Tensor<4>) -> Option<Tensor<4>> + Sync,
+        burns: impl Fn(&Conv2d, Tensor<4>) -> Tensor<4> + Sync,
+    ) {
         let ad = Device::flex().autodiff();
         let pool = |n| {
             rayon::ThreadPoolBuilder::new()
@@ -1084,6 +1083,64 @@ mod tests {
                 .build()
                 .expect("a pool")
         };
+        ad.seed(device_seed);
+        let conv = Conv2dConfig::new([c_in, c_out], [K, K])
+            .with_padding(PaddingConfig2d::Same)
+            .init(&ad);
+        let run = |kernels: bool| {
+            // A CNN's images need no gradient; its first convolution takes the loops for one
+            // channel.
+            let x = Tensor::<4>::from_data(values([batch, c_in, side, side], data_seeds[0]), &ad);
+            let x = if c_in > 1 { x.require_grad() } else { x };
+            let y = match kernels {
+                true => ours(&conv, &x).expect("this module's operation on flex"),
+                false => burns(&conv, x.clone()),
+            };
+            let upstream = Tensor::<4>::from_data(values(y.dims(), data_seeds[1]), &ad);
+            let grads = (y.clone() * upstream).sum().backward();
+            let bias = conv.bias.as_ref().expect("a bias");
+            [
+                floats(y),
+                x.grad(&grads).map_or(Vec::new(), floats),
+                floats(conv.weight.grad(&grads).expect("a weight gradient")),
+                bias.grad(&grads)
+                    .expect("a bias gradient")
+                    .into_data()
+                    .iter()
+                    .collect(),
+            ]
+        };
+        let burns_grads = run(false);
+        let two = pool(2).install(|| run(true));
+        let what = [
+            "output",
+            "input gradient",
+            "weight gradient",
+            "bias gradient",
+        ];
+        for (what, (ours, burns)) in what.iter().zip(two.iter().zip(&burns_grads)) {
+            close(ours, burns, &format!("{case}, {what}"));
+        }
+        assert_eq!(
+            pool(1).install(|| run(true)),
+            two,
+            "{case}: 1 thread against 2"
+        );
+
+        let valid = conv.valid();
+        let dims = [batch, c_in, side, side];
+        let x = Tensor::<4>::from_data(values(dims, data_seeds[2]), &Device::flex());
+        let ours = ours(&valid, &x).expect("this module's operation on flex");
+        let burns = burns(&valid, x);
+        close(&floats(ours), &floats(burns), &format!("{case}, inference"));
+    }
+
+    /// The output and every gradient of a convolution equal Burn's `Conv2d` up to the order of
+    /// the sums, for the lab's three layers, an odd side, a batch that is no multiple of the
+    /// groups, images of one channel, and Winograd's products (8 channels and more); on 2
+    /// threads and 1, bit-identical.
+    #[test]
+    fn convolution_trains_and_infers_as_burns() {
         for ((batch, c_in, c_out, side), relu) in [
             ((7, 1, 32, 28), false),
             ((6, 32, 64, 14), false),
@@ -1094,65 +1151,16 @@ mod tests {
             ((4, 8, 3, 7), true),
             ((3, 64, 128, 7), true),
         ] {
-            ad.seed(batch as u64);
-            let conv = Conv2dConfig::new([c_in, c_out], [K, K])
-                .with_padding(PaddingConfig2d::Same)
-                .init(&ad);
-            let burns_layer = |x: Tensor<4>| match relu {
-                true => burn::tensor::activation::relu(conv.forward(x)),
-                false => conv.forward(x),
-            };
-            let run = |ours: bool| {
-                // A CNN's images need no gradient; its first convolution takes the loops for
-                // one channel.
-                let x = Tensor::<4>::from_data(values([batch, c_in, side, side], 1), &ad);
-                let x = if c_in > 1 { x.require_grad() } else { x };
-                let y = match ours {
-                    true => conv3x3(&conv, &x, relu).expect("this module's operation on flex"),
-                    false => burns_layer(x.clone()),
-                };
-                let upstream = Tensor::<4>::from_data(values([batch, c_out, side, side], 2), &ad);
-                let grads = (y.clone() * upstream).sum().backward();
-                let bias = conv.bias.as_ref().expect("a bias");
-                [
-                    floats(y),
-                    x.grad(&grads).map_or(Vec::new(), floats),
-                    floats(conv.weight.grad(&grads).expect("a weight gradient")),
-                    bias.grad(&grads)
-                        .expect("a bias gradient")
-                        .into_data()
-                        .iter()
-                        .collect(),
-                ]
-            };
-            let burns = run(false);
-            let two = pool(2).install(|| run(true));
-            let case = format!("{batch}×{c_in}→{c_out} {side}², relu {relu}");
-            for (what, (ours, burns)) in [
-                "output",
-                "input gradient",
-                "weight gradient",
-                "bias gradient",
-            ]
-            .iter()
-            .zip(two.iter().zip(&burns))
-            {
-                close(ours, burns, &format!("{case}, {what}"));
-            }
-            assert_eq!(
-                pool(1).install(|| run(true)),
-                two,
-                "{case}: 1 thread against 2"
+            agrees_with_burns(
+                (batch, c_in, c_out, side),
+                (batch as u64, [1, 2, 3]),
+                &format!("{batch}×{c_in}→{c_out} {side}², relu {relu}"),
+                |conv, x| conv3x3(conv, x, relu),
+                |conv, x| match relu {
+                    true => burn::tensor::activation::relu(conv.forward(x)),
+                    false => conv.forward(x),
+                },
             );
-
-            let valid = conv.valid();
-            let x = Tensor::<4>::from_data(values([batch, c_in, side, side], 3), &Device::flex());
-            let ours = conv3x3(&valid, &x, relu).expect("this module's operation on flex");
-            let burns = match relu {
-                true => burn::tensor::activation::relu(valid.forward(x)),
-                false => valid.forward(x),
-            };
-            close(&floats(ours), &floats(burns), &format!("{case}, inference"));
         }
     }
 
@@ -1161,13 +1169,6 @@ mod tests {
     /// and 64), odd sides included; on 2 threads and 1, bit-identical.
     #[test]
     fn convolution_relu_and_pooling_as_one_equal_burns() {
-        let ad = Device::flex().autodiff();
-        let pool = |n| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .expect("a pool")
-        };
         for (batch, c_in, c_out, side) in [
             (7, 1, 32, 28),
             (6, 32, 64, 14),
@@ -1175,59 +1176,12 @@ mod tests {
             (5, 8, 6, 5),
             (9, 3, 4, 6),
         ] {
-            ad.seed(batch as u64 + 100);
-            let conv = Conv2dConfig::new([c_in, c_out], [K, K])
-                .with_padding(PaddingConfig2d::Same)
-                .init(&ad);
-            let run = |ours: bool| {
-                let x = Tensor::<4>::from_data(values([batch, c_in, side, side], 7), &ad);
-                let x = if c_in > 1 { x.require_grad() } else { x };
-                let y = match ours {
-                    true => conv3x3_relu_pool(&conv, &x).expect("this module's operation on flex"),
-                    false => burns_pool(burn::tensor::activation::relu(conv.forward(x.clone()))),
-                };
-                let upstream = Tensor::<4>::from_data(values(y.dims(), 8), &ad);
-                let grads = (y.clone() * upstream).sum().backward();
-                let bias = conv.bias.as_ref().expect("a bias");
-                [
-                    floats(y),
-                    x.grad(&grads).map_or(Vec::new(), floats),
-                    floats(conv.weight.grad(&grads).expect("a weight gradient")),
-                    bias.grad(&grads)
-                        .expect("a bias gradient")
-                        .into_data()
-                        .iter()
-                        .collect(),
-                ]
-            };
-            let burns = run(false);
-            let two = pool(2).install(|| run(true));
-            let case = format!("{batch}×{c_in}→{c_out} {side}²");
-            for (what, (ours, burns)) in [
-                "output",
-                "input gradient",
-                "weight gradient",
-                "bias gradient",
-            ]
-            .iter()
-            .zip(two.iter().zip(&burns))
-            {
-                close(ours, burns, &format!("{case} pooled, {what}"));
-            }
-            assert_eq!(
-                pool(1).install(|| run(true)),
-                two,
-                "{case}: 1 thread against 2"
-            );
-
-            let valid = conv.valid();
-            let x = Tensor::<4>::from_data(values([batch, c_in, side, side], 9), &Device::flex());
-            let ours = conv3x3_relu_pool(&valid, &x).expect("this module's operation on flex");
-            let burns = burns_pool(burn::tensor::activation::relu(valid.forward(x)));
-            close(
-                &floats(ours),
-                &floats(burns),
-                &format!("{case} pooled, inference"),
+            agrees_with_burns(
+                (batch, c_in, c_out, side),
+                (batch as u64 + 100, [7, 8, 9]),
+                &format!("{batch}×{c_in}→{c_out} {side}² pooled"),
+                conv3x3_relu_pool,
+                |conv, x| burns_pool(burn::tensor::activation::relu(conv.forward(x))),
             );
         }
     }

@@ -24,7 +24,7 @@ use burn::backend::ops::FloatTensorOps;
 use burn::nn::Linear;
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 
-use super::flex::{TrainTensor, with_primitives};
+use super::flex::{TrainTensor, register, with_primitives};
 
 /// Products smaller than this many multiply-adds run on one thread: below it, handing half to
 /// the other thread costs more than it saves (the output layer's 128 × 256 × 10 is 0.3 M).
@@ -109,15 +109,8 @@ impl Backward<Flex, 3> for LinearBackward {
                 (weight_grad, bias_grad)
             },
         );
-        for (node, value) in [
-            (node_x, x_grad),
-            (node_weight, weight_grad),
-            (node_bias, bias_grad),
-        ] {
-            if let (Some(node), Some(value)) = (node, value) {
-                grads.register::<Flex>(node.id, value);
-            }
-        }
+        let parents = [node_x, node_weight, node_bias].map(|node| node.map(|n| n.id));
+        register(grads, parents, [x_grad, weight_grad, bias_grad]);
     }
 }
 

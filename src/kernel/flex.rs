@@ -1,9 +1,10 @@
 //! Burn's flex tensors as the custom operations ([`super::dense`], [`super::conv`]) take them:
-//! the training backend's types, and a layer's input, weight and bias handed over as flex
-//! primitives.
+//! the training backend's types, a layer's input, weight and bias handed over as flex
+//! primitives, and the gradients of a backward pass handed back.
 
 use burn::backend::Flex;
-use burn::backend::autodiff::{Autodiff, checkpoint::strategy::NoCheckpointing};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::{Autodiff, NodeId, checkpoint::strategy::NoCheckpointing};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::Tensor;
 
@@ -32,5 +33,19 @@ pub(super) fn with_primitives<const D: usize, const W: usize>(
         let weight = weight.try_into_primitive::<Flex>().ok()?;
         let bias = bias.try_into_primitive::<Flex>().ok()?;
         Some(Tensor::from_primitive::<Flex>(infer(&x, &weight, &bias)))
+    }
+}
+
+/// Registers each computed gradient (`values`) for the parent in its place (`parents`, by node
+/// id) that takes one.
+pub(super) fn register<const N: usize>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; N],
+    values: [Option<FlexTensor>; N],
+) {
+    for (node, value) in parents.into_iter().zip(values) {
+        if let (Some(node), Some(value)) = (node, value) {
+            grads.register::<Flex>(node, value);
+        }
     }
 }

@@ -92,6 +92,12 @@ impl Cnn {
         let [batch, _] = images.dims();
         let mut x: Tensor<4> = images.reshape([batch, 1, IMAGE_SIDE, IMAGE_SIDE]);
         for (i, conv) in self.convs.iter().enumerate() {
+            let relu_only = self.conv_norms.is_empty() && self.activation.kind == Activation::Relu;
+            if relu_only && !matches!(pass, Pass::Observe(_)) {
+                // Nothing looks at the activations before the pooling: one operation.
+                x = convolve_relu_pool(conv, x);
+                continue;
+            }
             let mut normalized = None;
             if let Some(n) = self.conv_norms.get(i) {
                 x = pass.norm(n, convolve(conv, x, false));
@@ -99,12 +105,7 @@ impl Cnn {
                     normalized = Some(channels_as_units(x.clone()));
                 }
                 x = self.activate(x);
-            } else if self.activation.kind == Activation::Relu {
-                if !matches!(pass, Pass::Observe(_)) {
-                    // Nothing looks at the activations before the pooling.
-                    x = convolve_relu_pool(conv, x);
-                    continue;
-                }
+            } else if relu_only {
                 x = convolve(conv, x, true);
             } else {
                 x = self.activate(convolve(conv, x, false));

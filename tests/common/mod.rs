@@ -199,3 +199,12 @@ pub fn assert_resume_is_exact(extra: &[&str]) -> serde_json::Value {
     }
     s
 }
+
+/// Polls `done` every 20 ms until it holds, failing with `what` after `limit`.
+pub fn wait_until(limit: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,7 +1,7 @@
 //! `mnist-train bench` runs on a tiny generated dataset and reports sane numbers. No timing
 //! thresholds: speed targets belong in the benchmark's output, not in tests.
 
-use crate::common::{bin, write_dataset};
+use crate::common::{bin, wait_until, write_dataset};
 
 #[test]
 fn bench_reports_every_measurement_for_each_backend() {
@@ -170,22 +170,15 @@ fn a_killed_bench_leaves_no_measuring_child() {
             })
             .collect()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while children().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no measuring child started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let secs = std::time::Duration::from_secs;
+    wait_until(secs(60), "no measuring child started", || {
+        !children().is_empty()
+    });
     parent.kill().unwrap(); // SIGKILL
     parent.wait().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !children().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the measuring child outlived its killed parent"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(
+        secs(10),
+        "the measuring child outlived its killed parent",
+        || children().is_empty(),
+    );
 }
