@@ -235,7 +235,13 @@ impl Shape {
         let groups = (self.batch * th * tw)
             .div_ceil(WINOGRAD_COLUMNS)
             .next_multiple_of(2);
-        self.batch.div_ceil(groups).max(1)
+        let mut images = self.batch.div_ceil(groups).max(1);
+        // Rounding the images up can make the count odd (100 of 49 blocks: 26 groups of 4
+        // are 25), and one thread would take a group more than the other.
+        while images < self.batch && self.batch.div_ceil(images) % 2 == 1 {
+            images += 1;
+        }
+        images
     }
 }
 
@@ -785,10 +791,24 @@ fn conv_backward(
         _ => Mask::Plain,
     };
     let s = Shape::of(&x_dims, &w_dims);
-    let (taps, group) = (s.taps(), s.group());
+    // Through Winograd's transforms where the forward pass took them and pooled: the exact
+    // gradients of what it computed. Otherwise over unfolded neighbourhoods.
+    let kernels = (s.winograd() && matches!(mask, Mask::Pool(..))).then(|| {
+        let mut u = vec![0f32; winograd::POSITIONS * s.c_out * s.c_in];
+        winograd::transform_kernels(&weight, s.c_out, s.c_in, &mut u);
+        u
+    });
+    let group = match kernels {
+        Some(_) => s.winograd_group(),
+        None => s.group(),
+    };
     let groups = s.batch.div_ceil(group);
-    // Each group's weight and bias gradient, summed over its images.
-    let per_group = s.c_out * taps + s.c_out;
+    // Each group's weight (or transformed kernels') and bias gradient, summed over its images.
+    let weight_len = match kernels {
+        Some(_) => winograd::POSITIONS * s.c_out * s.c_in,
+        None => s.c_out * s.taps(),
+    };
+    let per_group = weight_len + s.c_out;
     let mut partial = vec![0f32; groups * per_group];
     let mut x_grad = vec![
         0f32;
@@ -798,29 +818,32 @@ fn conv_backward(
             0
         }
     ];
+    let run = |g: usize, sums: &mut [f32], x_grad: Option<&mut [f32]>| {
+        let images = (g * group, group.min(s.batch - g * group));
+        match (&kernels, &mask) {
+            (Some(u), Mask::Pool(pooled, argmax)) => {
+                with_scratch(s.winograd_scratch(images.1), |scratch| {
+                    let tensors = (&*x, &*grad, *pooled, *argmax);
+                    winograd_backward_group(&s, u, tensors, images, sums, x_grad, scratch)
+                })
+            }
+            _ => with_scratch(s.unfolded_scratch(images.1), |scratch| {
+                let tensors = (&*x, &*weight, &*grad);
+                backward_group(&s, tensors, &mask, images, sums, x_grad, scratch)
+            }),
+        }
+    };
     if input_grad {
         partial
             .par_chunks_mut(per_group)
             .enumerate()
             .zip(x_grad.par_chunks_mut(group * s.image_in()))
-            .for_each(|((g, sums), x_grad)| {
-                let images = (g * group, group.min(s.batch - g * group));
-                with_scratch(s.unfolded_scratch(images.1), |scratch| {
-                    let tensors = (&*x, &*weight, &*grad);
-                    backward_group(&s, tensors, &mask, images, sums, Some(x_grad), scratch)
-                })
-            });
+            .for_each(|((g, sums), x_grad)| run(g, sums, Some(x_grad)));
     } else {
         partial
             .par_chunks_mut(per_group)
             .enumerate()
-            .for_each(|(g, sums)| {
-                let images = (g * group, group.min(s.batch - g * group));
-                with_scratch(s.unfolded_scratch(images.1), |scratch| {
-                    let tensors = (&*x, &*weight, &*grad);
-                    backward_group(&s, tensors, &mask, images, sums, None, scratch)
-                })
-            });
+            .for_each(|(g, sums)| run(g, sums, None));
     }
     // The groups' sums in group order.
     let mut sums = vec![0f32; per_group];
@@ -829,12 +852,173 @@ fn conv_backward(
             *s += v;
         }
     }
-    let bias_grad = sums.split_off(s.c_out * taps);
+    let bias_grad = sums.split_off(weight_len);
+    let weight_grad = match kernels {
+        Some(_) => {
+            let mut w = vec![0f32; s.c_out * s.taps()];
+            winograd::kernel_gradients(&sums, s.c_out, s.c_in, &mut w);
+            w
+        }
+        None => sums,
+    };
     (
         input_grad.then(|| FlexTensor::from_data(TensorData::new(x_grad, x_dims.clone()))),
-        FlexTensor::from_data(TensorData::new(sums, w_dims)),
+        FlexTensor::from_data(TensorData::new(weight_grad, w_dims)),
         FlexTensor::from_data(TensorData::new(bias_grad, [s.c_out])),
     )
+}
+
+/// The sum of `values` in 16 interleaved partial sums, which vectorize (one running sum is a
+/// chain of dependent additions): the same order on any machine.
+#[inline(always)]
+fn lane_sum(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = values.chunks_exact(16);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (l, v) in lanes.iter_mut().zip(chunk) {
+            *l += v;
+        }
+    }
+    for (l, v) in lanes.iter_mut().zip(rest) {
+        *l += v;
+    }
+    lanes.iter().sum()
+}
+
+/// One group's gradients through [`winograd`]'s transforms, the adjoint of
+/// [`winograd_group`]'s pooled forward pass: the block sums' gradients `gm` from the pooled
+/// outputs' (each window's to where its maximum was), then for each of the 16 positions the
+/// transformed kernels' gradient `gm · vᵀ` (summed into `sums`, with the bias's) and, when
+/// asked for, the transformed inputs' `gmᵀ · u`, transformed back into `x_grad`. The inputs'
+/// transforms are computed again rather than kept from the forward pass.
+#[allow(clippy::too_many_arguments)]
+fn winograd_backward_group(
+    s: &Shape,
+    kernels: &[f32],
+    (x, grad, pooled, argmax): (&[f32], &[f32], &[f32], &[u8]),
+    (first, images): (usize, usize),
+    sums: &mut [f32],
+    x_grad: Option<&mut [f32]>,
+    scratch: [&mut [f32]; 3],
+) {
+    let (th, tw) = winograd::blocks(s.height, s.width);
+    let blocks = th * tw;
+    let n = images * blocks;
+    let p = winograd::POSITIONS;
+    let (plane_v, plane_m) = s.winograd_planes(images);
+    let [v, m, masked] = scratch;
+    let (v, padded) = v.split_at_mut(p * plane_v);
+    padded.fill(0.0);
+    let dims = (s.c_in, s.height, s.width);
+    for i in 0..images {
+        let image = &x[(first + i) * s.image_in()..][..s.image_in()];
+        winograd::transform_image(image, dims, v, (i * blocks, plane_v), padded);
+    }
+    let (u_sums, b_sums) = sums.split_at_mut(p * s.c_out * s.c_in);
+    let masked = &mut masked[..n];
+    let mut arg = vec![0u8; n];
+    for (o, bias) in b_sums.iter_mut().enumerate() {
+        // The channel's windows of all the group's images side by side, through the relu.
+        for i in 0..images {
+            let at = ((first + i) * s.c_out + o) * blocks;
+            let (g, y, a) = (
+                &grad[at..][..blocks],
+                &pooled[at..][..blocks],
+                &argmax[at..][..blocks],
+            );
+            let (dst, dst_arg) = (&mut masked[i * blocks..], &mut arg[i * blocks..]);
+            for (t, ((&g, &y), &a)) in g.iter().zip(y).zip(a).enumerate() {
+                // Burn's relu gradient: zero where the output is (NaN passes).
+                dst[t] = if y <= 0.0 { 0.0 } else { g };
+                dst_arg[t] = a;
+            }
+        }
+        let mut rows = rows_mut(m, o * n, plane_m, n);
+        pool_gradient_blocks(masked, &arg, &mut rows, bias);
+    }
+    for xi in 0..p {
+        let gm = &m[xi * plane_m..];
+        let vx = &mut v[xi * plane_v..][..n * s.c_in];
+        let plane = s.c_out * s.c_in;
+        // u[out, in] = gm[out, blocks] · v[blocks, in]
+        product(
+            (s.c_out, n, s.c_in),
+            &mut u_sums[xi * plane..],
+            (gm, n as isize, 1),
+            (vx, s.c_in as isize, 1),
+            false,
+        );
+        if x_grad.is_some() {
+            // v[blocks, in] = gmᵀ[blocks, out] · u[out, in]
+            product(
+                (n, s.c_out, s.c_in),
+                vx,
+                (gm, 1, n as isize),
+                (&kernels[xi * plane..], s.c_in as isize, 1),
+                false,
+            );
+        }
+    }
+    if let Some(x_grad) = x_grad {
+        for (i, image) in x_grad.chunks_exact_mut(s.image_in()).enumerate() {
+            winograd::image_gradient(v, (i * blocks, plane_v), dims, padded, image);
+        }
+    }
+}
+
+/// The 16 rows `first + ξ·stride .. + len` of `m`, mutably.
+fn rows_mut(
+    m: &mut [f32],
+    first: usize,
+    stride: usize,
+    len: usize,
+) -> [&mut [f32]; winograd::POSITIONS] {
+    let mut rest = &mut m[first..];
+    std::array::from_fn(|xi| {
+        let step = if xi + 1 < winograd::POSITIONS {
+            stride
+        } else {
+            len
+        };
+        let (this, next) = std::mem::take(&mut rest).split_at_mut(step);
+        rest = next;
+        &mut this[..len]
+    })
+}
+
+vectorized! {
+    /// The gradients `gm[ξ][block]` of one output channel's block sums, from its windows'
+    /// gradients `grad` (through the relu) and `argmax`: each window's gradient on the pixel
+    /// that held its maximum, through `A · Aᵀ`, the adjoint of [`winograd::output_block`]. Their
+    /// sum, the bias's gradient, into `bias`.
+    fn pool_gradient_blocks(
+        grad: &[f32],
+        argmax: &[u8],
+        gm: &mut [&mut [f32]; winograd::POSITIONS],
+        bias: &mut f32,
+    ) {
+        let n = grad.len();
+        let argmax = &argmax[..n];
+        let gm: [&mut [f32]; winograd::POSITIONS] =
+            std::array::from_fn(|xi| &mut std::mem::take(&mut gm[xi])[..n]);
+        for t in 0..n {
+            let (g, a) = (grad[t], argmax[t]);
+            // A's column for the window's row, times the gradient, and for its column.
+            let rows = if a & 2 == 0 { [g, g, g, 0.0] } else { [0.0, g, -g, -g] };
+            let cols = if a & 1 == 0 {
+                [1.0, 1.0, 1.0, 0.0]
+            } else {
+                [0.0, 1.0, -1.0, -1.0]
+            };
+            for i in 0..4 {
+                for j in 0..4 {
+                    gm[4 * i + j][t] = rows[i] * cols[j];
+                }
+            }
+        }
+        *bias = lane_sum(grad);
+    }
 }
 
 /// The gradients of images `first .. first + images` (`images`): their weight and bias
@@ -867,7 +1051,7 @@ fn backward_group(
         false,
     );
     for (b, row) in b_sum.iter_mut().zip(gy.chunks_exact(n)) {
-        *b = row.iter().sum::<f32>();
+        *b = lane_sum(&row[..n]);
     }
     if let Some(x_grad) = x_grad {
         // cols[taps, columns] = weightᵀ[taps, out] · gy[out, columns]

@@ -150,6 +150,128 @@ fn transform_block<const L: usize>(d: &[[&[f32]; 4]; 4], out: &mut [&mut [f32]; 
     }
 }
 
+/// The adjoint of [`transform_kernels`]: `gw[o][c] = Gᵀ gu[·][o][c] G` for each of the 16
+/// `[out, in]` matrices' gradients `gu[ξ]`, into the 3×3 kernels' gradients (row-major, as
+/// the weight).
+pub(super) fn kernel_gradients(gu: &[f32], c_out: usize, c_in: usize, gw: &mut [f32]) {
+    let plane = c_out * c_in;
+    assert!(gu.len() >= POSITIONS * plane);
+    assert_eq!(gw.len(), plane * 9);
+    for (oc, g) in gw.chunks_exact_mut(9).enumerate() {
+        // gu G: rows of 3, then Gᵀ (gu G): the same on the columns.
+        let t: [[f32; 3]; 4] = std::array::from_fn(|i| {
+            let u: [f32; 4] = std::array::from_fn(|j| gu[(i * 4 + j) * plane + oc]);
+            [
+                u[0] + 0.5 * (u[1] + u[2]),
+                0.5 * (u[1] - u[2]),
+                0.5 * (u[1] + u[2]) + u[3],
+            ]
+        });
+        for l in 0..3 {
+            let (a, b, c, d) = (t[0][l], t[1][l], t[2][l], t[3][l]);
+            g[l] = a + 0.5 * (b + c);
+            g[3 + l] = 0.5 * (b - c);
+            g[6 + l] = 0.5 * (b + c) + d;
+        }
+    }
+}
+
+vectorized! {
+    /// The adjoint of [`transform_image`]: from the gradients of one image's transformed blocks
+    /// (`gv[ξ][column + b][c]`, the `gv[ξ]` `plane` floats apart), its input gradient `image`
+    /// (`[c_in, height, width]`, overwritten). Each block's `B gv Bᵀ` is added into `padded`
+    /// (scratch of at least [`padded_len`] floats, channels-last as there), where overlapping
+    /// blocks meet, then the pixels are copied out.
+    pub(super) fn image_gradient(
+        gv: &[f32],
+        at: (usize, usize),
+        dims: (usize, usize, usize),
+        padded: &mut [f32],
+        image: &mut [f32],
+    ) {
+        let ((c_in, height, width), (column, plane)) = (dims, at);
+        let (th, tw) = blocks(height, width);
+        let pw = 2 * tw + 2;
+        let padded = &mut padded[..(2 * th + 2) * pw * c_in];
+        padded.fill(0.0);
+        for by in 0..th {
+            for bx in 0..tw {
+                let at = (column + by * tw + bx) * c_in;
+                let g: [&[f32]; 16] = std::array::from_fn(|xi| &gv[xi * plane + at..][..c_in]);
+                let origin = (2 * by * pw + 2 * bx) * c_in;
+                let mut c = 0;
+                while c + LANES <= c_in {
+                    add_block_gradient::<LANES>(&g, c, padded, (origin, pw, c_in));
+                    c += LANES;
+                }
+                while c < c_in {
+                    add_block_gradient::<1>(&g, c, padded, (origin, pw, c_in));
+                    c += 1;
+                }
+            }
+        }
+        let padded = &*padded;
+        for (c, plane) in image.chunks_exact_mut(height * width).take(c_in).enumerate() {
+            for (y, row) in plane.chunks_exact_mut(width).enumerate() {
+                let start = ((y + 1) * pw + 1) * c_in + c;
+                for (dst, &value) in row.iter_mut().zip(padded[start..].iter().step_by(c_in)) {
+                    *dst = value;
+                }
+            }
+        }
+    }
+}
+
+/// One block's input gradients for channels `c .. c + L` ([`block_gradient`]) added into
+/// `padded` at the block's top-left pixel `origin` (`pw` pixels a row, `c_in` floats a pixel).
+#[inline(always)]
+fn add_block_gradient<const L: usize>(
+    g: &[&[f32]; 16],
+    c: usize,
+    padded: &mut [f32],
+    (origin, pw, c_in): (usize, usize, usize),
+) {
+    for (rs, d) in block_gradient::<L>(g, c).iter().enumerate() {
+        let at = origin + ((rs / 4) * pw + rs % 4) * c_in + c;
+        for (dst, v) in padded[at..at + L].iter_mut().zip(d) {
+            *dst += v;
+        }
+    }
+}
+
+/// `B gv Bᵀ` of one block for channels `c .. c + L`: `g[ξ]` its transformed gradients'
+/// channels; the 4×4 inputs' gradients, row-major.
+#[inline(always)]
+fn block_gradient<const L: usize>(g: &[&[f32]; 16], c: usize) -> [[f32; L]; 16] {
+    let g: [&[f32; L]; 16] = g.map(|x| x[c..c + L].try_into().expect("L channels"));
+    let mut d = [[0f32; L]; 16];
+    for l in 0..L {
+        // B gv: the rows' combinations (Bᵀ's columns), then (B gv) Bᵀ: the columns'.
+        let row = |i: usize| {
+            [
+                g[4 * i][l],
+                g[4 * i + 1][l],
+                g[4 * i + 2][l],
+                g[4 * i + 3][l],
+            ]
+        };
+        let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+        let t: [[f32; 4]; 4] = [
+            r0,
+            std::array::from_fn(|j| r1[j] - r2[j] + r3[j]),
+            std::array::from_fn(|j| r1[j] + r2[j] - r0[j]),
+            std::array::from_fn(|j| -r3[j]),
+        ];
+        for (r, t) in t.iter().enumerate() {
+            d[4 * r][l] = t[0];
+            d[4 * r + 1][l] = t[1] - t[2] + t[3];
+            d[4 * r + 2][l] = t[1] + t[2] - t[0];
+            d[4 * r + 3][l] = -t[3];
+        }
+    }
+    d
+}
+
 /// Scratch floats [`transform_image`] needs for an image of this size and `c_in` channels.
 pub(super) fn padded_len(height: usize, width: usize, c_in: usize) -> usize {
     let (th, tw) = blocks(height, width);
