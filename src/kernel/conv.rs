@@ -1,8 +1,9 @@
 //! The CNN's 3×3 convolutions (SAME padding, stride 1) and 2×2 max-pooling on flex, in training
 //! as custom autodiff operations: a group of images' convolution as `gemm` products, over
-//! their unfolded 3×3 neighbourhoods or, from 8 input channels, through [`winograd`]'s
-//! transforms; a convolution followed by a relu and a pooling as one operation; the groups
-//! spread over the thread pool.
+//! their unfolded 3×3 neighbourhoods or, from 8 input channels, through Winograd's transforms
+//! ([`winograd`]'s F(2×2, 3×3) in training, forward and backward; [`winograd4`]'s F(4×4, 3×3)
+//! for a pooled convolution in inference); a convolution followed by a relu and a pooling as
+//! one operation; the groups spread over the thread pool.
 //!
 //! Burn's flex backend runs a convolution's input gradient image by image with products too
 //! small for `gemm` to split over two cores, and the max-pool gradient as one serial scatter;
@@ -35,7 +36,7 @@ use rayon::prelude::*;
 
 use super::cpu::vectorized;
 use super::flex::{Train, TrainTensor, register, with_primitives};
-use super::winograd;
+use super::{winograd, winograd4};
 
 /// Side of the kernels this module computes.
 const K: usize = 3;
@@ -198,26 +199,26 @@ impl Shape {
     fn group(&self) -> usize {
         COLUMNS.div_ceil(self.pixels()).clamp(1, self.batch.max(1))
     }
-    /// Whether the forward pass takes [`winograd`]'s products.
+    /// Whether the convolution takes Winograd's products (a pooled one's gradients too).
     fn winograd(&self) -> bool {
         self.c_in >= WINOGRAD_MIN_CHANNELS && super::FastPaths::get().winograd
     }
-    /// The floats between the 16 planes of a [`winograd`] pass over `images`: of the
-    /// transformed inputs and of the products' sums. Apart by a whole number of cache lines
-    /// that is not a multiple of 4 KiB, or the rows of the 16 would all fall in the same sets
-    /// of the L1 cache (the 64-channel layer's transforms ran at a third of the speed).
-    fn winograd_planes(&self, images: usize) -> (usize, usize) {
-        let (th, tw) = winograd::blocks(self.height, self.width);
+    /// The floats between the planes of a Winograd pass over `images`: of the transformed
+    /// inputs and of the products' sums. Apart by a whole number of cache lines that is not a
+    /// multiple of 4 KiB, or the rows of the 16 would all fall in the same sets of the L1
+    /// cache (the 64-channel layer's transforms ran at a third of the speed).
+    fn winograd_planes(&self, tiling: Tiling, images: usize) -> (usize, usize) {
+        let (th, tw) = tiling.blocks(self.height, self.width);
         let n = images * th * tw;
         (self.c_in * n + SKEW, self.c_out * n + SKEW)
     }
-    /// Scratch a [`winograd_group`] of `images` needs: transformed inputs and the padded
-    /// copy of an image, the products' sums, the output transform's four corners.
-    fn winograd_scratch(&self, images: usize) -> [usize; 3] {
-        let (th, tw) = winograd::blocks(self.height, self.width);
-        let (plane_v, plane_m) = self.winograd_planes(images);
-        let p = winograd::POSITIONS;
-        let padded = winograd::padded_len(self.height, self.width, self.c_in);
+    /// Scratch a Winograd group of `images` needs: transformed inputs and the padded copy of
+    /// an image, the products' sums, the output transform's four corners or windows.
+    fn winograd_scratch(&self, tiling: Tiling, images: usize) -> [usize; 3] {
+        let (th, tw) = tiling.blocks(self.height, self.width);
+        let (plane_v, plane_m) = self.winograd_planes(tiling, images);
+        let p = tiling.positions();
+        let padded = tiling.padded_len(self.height, self.width, self.c_in);
         [p * plane_v + padded, p * plane_m, 4 * images * th * tw]
     }
     /// Scratch a group of `images` needs for a product over unfolded neighbourhoods: the
@@ -230,8 +231,8 @@ impl Shape {
     /// an even number of groups, which two threads share evenly. Not a function of the thread
     /// count: `gemm`'s sums depend on a product's width, and a seed gives the same outputs on
     /// any number of threads.
-    fn winograd_group(&self) -> usize {
-        let (th, tw) = winograd::blocks(self.height, self.width);
+    fn winograd_group(&self, tiling: Tiling) -> usize {
+        let (th, tw) = tiling.blocks(self.height, self.width);
         let groups = (self.batch * th * tw)
             .div_ceil(WINOGRAD_COLUMNS)
             .next_multiple_of(2);
@@ -242,6 +243,44 @@ impl Shape {
             images += 1;
         }
         images
+    }
+}
+
+/// Which of Winograd's algorithms a pass takes: F(2×2, 3×3) ([`winograd`]) in training, or
+/// F(4×4, 3×3) ([`winograd4`]) for a pooled convolution in inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tiling {
+    F2,
+    F4,
+}
+
+impl Tiling {
+    fn blocks(self, height: usize, width: usize) -> (usize, usize) {
+        match self {
+            Tiling::F2 => winograd::blocks(height, width),
+            Tiling::F4 => winograd4::blocks(height, width),
+        }
+    }
+    fn positions(self) -> usize {
+        match self {
+            Tiling::F2 => winograd::POSITIONS,
+            Tiling::F4 => winograd4::POSITIONS,
+        }
+    }
+    fn padded_len(self, height: usize, width: usize, c_in: usize) -> usize {
+        match self {
+            Tiling::F2 => winograd::padded_len(height, width, c_in),
+            Tiling::F4 => winograd4::padded_len(height, width, c_in),
+        }
+    }
+    /// The transformed kernels of its products, `[ξ][out][in]`.
+    fn kernels(self, weight: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+        let mut u = vec![0f32; self.positions() * c_out * c_in];
+        match self {
+            Tiling::F2 => winograd::transform_kernels(weight, c_out, c_in, &mut u),
+            Tiling::F4 => winograd4::transform_kernels(weight, c_out, c_in, &mut u),
+        }
+        u
     }
 }
 
@@ -457,16 +496,15 @@ fn conv_forward(
     let mut out = vec![0f32; s.batch * out_image];
     let argmax_too = pool && keep_argmax;
     let mut argmax = vec![0u8; if argmax_too { out.len() } else { 0 }];
-    let winograd = s.winograd();
-    let kernels = winograd.then(|| {
-        let mut u = vec![0f32; winograd::POSITIONS * s.c_out * s.c_in];
-        winograd::transform_kernels(&weight, s.c_out, s.c_in, &mut u);
-        u
+    // F(4×4) where no gradient follows and the pooling takes its blocks' four windows.
+    let tiling = s.winograd().then_some(match pool && !keep_argmax {
+        true => Tiling::F4,
+        false => Tiling::F2,
     });
-    let group = if winograd {
-        s.winograd_group()
-    } else {
-        s.group()
+    let kernels = tiling.map(|t| t.kernels(&weight, s.c_out, s.c_in));
+    let group = match tiling {
+        Some(t) => s.winograd_group(t),
+        None => s.group(),
     };
     let groups = s.batch.div_ceil(group);
     let mut argmax_chunks: Vec<Option<&mut [u8]>> = match argmax_too {
@@ -485,11 +523,16 @@ fn conv_forward(
                 out,
                 argmax: argmax.as_deref_mut(),
             };
-            match &kernels {
-                Some(u) => with_scratch(s.winograd_scratch(images), |scratch| {
+            match (tiling, &kernels) {
+                (Some(Tiling::F4), Some(u)) => {
+                    with_scratch(s.winograd_scratch(Tiling::F4, images), |scratch| {
+                        winograd4_group(&s, u, x, images, sink, scratch)
+                    })
+                }
+                (Some(t), Some(u)) => with_scratch(s.winograd_scratch(t, images), |scratch| {
                     winograd_group(&s, u, x, images, sink, scratch)
                 }),
-                None => with_scratch(s.unfolded_scratch(images), |scratch| {
+                _ => with_scratch(s.unfolded_scratch(images), |scratch| {
                     unfolded_group(&s, &weight, x, images, sink, scratch)
                 }),
             }
@@ -596,7 +639,7 @@ fn winograd_group(
     let blocks = th * tw;
     let n = images * blocks;
     let p = winograd::POSITIONS;
-    let (plane_v, plane_m) = s.winograd_planes(images);
+    let (plane_v, plane_m) = s.winograd_planes(Tiling::F2, images);
     let [v, m, corners] = scratch;
     let (v, padded) = v.split_at_mut(p * plane_v);
     padded.fill(0.0);
@@ -657,9 +700,77 @@ fn winograd_group(
     }
 }
 
+/// One group's pooled forward pass in inference through [`winograd4`]: its images' 4×4
+/// blocks transformed side by side, the 36 products, and each output channel's block sums
+/// pooled, four windows a block, into the sink.
+fn winograd4_group(
+    s: &Shape,
+    kernels: &[f32],
+    x: &[f32],
+    images: usize,
+    mut sink: Sink<'_>,
+    scratch: [&mut [f32]; 3],
+) {
+    let tiling = Tiling::F4;
+    let (th, tw) = tiling.blocks(s.height, s.width);
+    let blocks = th * tw;
+    let n = images * blocks;
+    let p = tiling.positions();
+    let (plane_v, plane_m) = s.winograd_planes(tiling, images);
+    let [v, m, windows] = scratch;
+    let (v, padded) = v.split_at_mut(p * plane_v);
+    padded.fill(0.0);
+    for (i, image) in x.chunks_exact(s.image_in()).enumerate() {
+        let dims = (s.c_in, s.height, s.width);
+        winograd4::transform_image(image, dims, v, (i * blocks, plane_v), padded);
+    }
+    for xi in 0..p {
+        product(
+            (s.c_out, s.c_in, n),
+            &mut m[xi * plane_m..],
+            (&kernels[xi * s.c_out * s.c_in..], s.c_in as isize, 1),
+            (&v[xi * plane_v..], 1, s.c_in as isize),
+            false,
+        );
+    }
+    // Whether each block's windows have their bottom rows and right columns in the image.
+    let (h, w) = (s.height, s.width);
+    let inside: Vec<u8> = (0..n)
+        .map(|b| b % blocks)
+        .map(|b| winograd4::inside(4 * (b / tw), 4 * (b % tw), h, w))
+        .collect();
+    let pw = w.div_ceil(2);
+    let (w0, rest) = windows.split_at_mut(n);
+    let (w1, rest) = rest.split_at_mut(n);
+    let (w2, w3) = rest.split_at_mut(n);
+    for o in 0..s.c_out {
+        let out = [&mut *w0, &mut *w1, &mut *w2, &mut *w3];
+        winograd4::pool_blocks(&m[o * n..], plane_m, sink.bias[o], &inside, out);
+        for i in 0..images {
+            let plane = sink.plane(i, o).0;
+            // Pooled row 2·by + dy holds the windows (dy, 0) and (dy, 1) of the blocks of
+            // block row by, alternately.
+            for (y, row) in plane.chunks_exact_mut(pw).enumerate() {
+                let at = i * blocks + (y / 2) * tw;
+                let (left, right) = match y % 2 {
+                    0 => (&w0[at..][..tw], &w1[at..][..tw]),
+                    _ => (&w2[at..][..tw], &w3[at..][..tw]),
+                };
+                let (pairs, last) = row.split_at_mut(pw / 2 * 2);
+                for (pair, (&l, &r)) in pairs.chunks_exact_mut(2).zip(left.iter().zip(right)) {
+                    pair.copy_from_slice(&[l, r]);
+                }
+                if let Some(last) = last.first_mut() {
+                    *last = left[pw / 2];
+                }
+            }
+        }
+    }
+}
+
 /// `v` through a relu with `relu`: zero where `v <= 0`, NaN kept (Burn's relu).
 #[inline(always)]
-fn activated(v: f32, relu: bool) -> f32 {
+pub(super) fn activated(v: f32, relu: bool) -> f32 {
     if relu && v <= 0.0 { 0.0 } else { v }
 }
 
@@ -727,7 +838,7 @@ vectorized! {
 /// The maximum of a 2×2 window (top left, top right, bottom left, bottom right) and which
 /// held it, the first of equal ones (as Burn takes it). Branch-free, so that it vectorizes.
 #[inline(always)]
-fn window(a: f32, b: f32, c: f32, d: f32) -> (f32, u8) {
+pub(super) fn window(a: f32, b: f32, c: f32, d: f32) -> (f32, u8) {
     let (mut best, mut at) = (a, 0u8);
     (best, at) = if b > best { (b, 1) } else { (best, at) };
     (best, at) = if c > best { (c, 2) } else { (best, at) };
@@ -793,13 +904,10 @@ fn conv_backward(
     let s = Shape::of(&x_dims, &w_dims);
     // Through Winograd's transforms where the forward pass took them and pooled: the exact
     // gradients of what it computed. Otherwise over unfolded neighbourhoods.
-    let kernels = (s.winograd() && matches!(mask, Mask::Pool(..))).then(|| {
-        let mut u = vec![0f32; winograd::POSITIONS * s.c_out * s.c_in];
-        winograd::transform_kernels(&weight, s.c_out, s.c_in, &mut u);
-        u
-    });
+    let kernels = (s.winograd() && matches!(mask, Mask::Pool(..)))
+        .then(|| Tiling::F2.kernels(&weight, s.c_out, s.c_in));
     let group = match kernels {
-        Some(_) => s.winograd_group(),
+        Some(_) => s.winograd_group(Tiling::F2),
         None => s.group(),
     };
     let groups = s.batch.div_ceil(group);
@@ -822,7 +930,7 @@ fn conv_backward(
         let images = (g * group, group.min(s.batch - g * group));
         match (&kernels, &mask) {
             (Some(u), Mask::Pool(pooled, argmax)) => {
-                with_scratch(s.winograd_scratch(images.1), |scratch| {
+                with_scratch(s.winograd_scratch(Tiling::F2, images.1), |scratch| {
                     let tensors = (&*x, &*grad, *pooled, *argmax);
                     winograd_backward_group(&s, u, tensors, images, sums, x_grad, scratch)
                 })
@@ -906,7 +1014,7 @@ fn winograd_backward_group(
     let blocks = th * tw;
     let n = images * blocks;
     let p = winograd::POSITIONS;
-    let (plane_v, plane_m) = s.winograd_planes(images);
+    let (plane_v, plane_m) = s.winograd_planes(Tiling::F2, images);
     let [v, m, masked] = scratch;
     let (v, padded) = v.split_at_mut(p * plane_v);
     padded.fill(0.0);

@@ -48,6 +48,8 @@ mod tests;
 mod weights;
 #[cfg(feature = "flex")]
 mod winograd;
+#[cfg(feature = "flex")]
+mod winograd4;
 
 use burn::tensor::Device;
 use rayon::prelude::*;

@@ -11,9 +11,13 @@
 //!
 //! The fewer multiplications (2.25× on 14×14 images, 1.7× on 7×7 ones, whose last blocks are
 //! half outside) pay where the products are long: the lab's second and third convolutions
-//! (32 and 64 input channels), in the forward pass. The first (one channel) stays a product
-//! over unfolded neighbourhoods, and so do the gradients: an input gradient through these
-//! transforms, in the backward pass's groups of 2 and 8 images, was no faster. The
+//! (32 and 64 input channels). The first (one channel) stays a product over unfolded
+//! neighbourhoods. A pooled convolution's gradients are the exact adjoint of these
+//! transforms ([`kernel_gradients`], [`image_gradient`]): the pooling leaves one nonzero
+//! gradient in each output block, so the blocks' sums' gradients cost no product, and the
+//! weight and input gradients are 16 products each, as short as the forward pass's (an input
+//! gradient computed as a separate convolution of the full output gradient was no faster than
+//! unfolding). Inference takes [`super::winograd4`]'s larger blocks. The
 //! transformed inputs are laid out `[ξ][block][channel]`, so that the transform runs over
 //! channels in whole vectors; `gemm` packs that layout a tenth slower than `[ξ][channel]
 //! [block]`, which the transform could only write scalar. The sums run in another order than
