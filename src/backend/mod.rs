@@ -32,17 +32,15 @@ impl Backend {
 
     /// Rows per chunk when evaluating the resident test set with `model`: cache-sized on the
     /// CPU for an MLP; on a GPU (where each chunk is a round of kernel launches) one launch
-    /// for an MLP's whole set. A CNN's first convolution's output is 100 KB an image: chunks
-    /// of 200 images on the CPU (whose buffers the allocator then reuses instead of mapping
-    /// fresh pages for each; 500 were no faster) and of 1,000 on a GPU keep its memory bounded
-    /// whatever the set's size.
+    /// for an MLP's whole set. A CNN's in chunks of 1,000 images, which keep its memory
+    /// bounded whatever the set's size (about 45 MB more than chunks of 200 on the CPU, where
+    /// the convolutions' groups then share the threads more evenly: docs/speed.md).
     pub fn eval_chunk(self, model: crate::config::ModelKind) -> usize {
         use crate::config::ModelKind;
         match (self, model) {
             (Backend::Flex | Backend::Ndarray, ModelKind::Mlp) => crate::data::batcher::EVAL_CHUNK,
-            (Backend::Flex | Backend::Ndarray, ModelKind::Cnn) => 200,
+            (_, ModelKind::Cnn) => 1000,
             (Backend::Wgpu, ModelKind::Mlp) => usize::MAX,
-            (Backend::Wgpu, ModelKind::Cnn) => 1000,
         }
     }
 
