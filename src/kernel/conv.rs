@@ -496,8 +496,10 @@ fn conv_forward(
     let mut out = vec![0f32; s.batch * out_image];
     let argmax_too = pool && keep_argmax;
     let mut argmax = vec![0u8; if argmax_too { out.len() } else { 0 }];
-    // F(4×4) where no gradient follows and the pooling takes its blocks' four windows.
-    let tiling = s.winograd().then_some(match pool && !keep_argmax {
+    // F(4×4) where a pooling takes its blocks' four windows; the gradients of a training
+    // step's are F(2×2)'s, which computes the same function (up to rounding) in shorter
+    // blocks, for which the pooling leaves the gradients' transforms no work.
+    let tiling = s.winograd().then_some(match pool {
         true => Tiling::F4,
         false => Tiling::F2,
     });
@@ -700,9 +702,9 @@ fn winograd_group(
     }
 }
 
-/// One group's pooled forward pass in inference through [`winograd4`]: its images' 4×4
-/// blocks transformed side by side, the 36 products, and each output channel's block sums
-/// pooled, four windows a block, into the sink.
+/// One group's pooled forward pass through [`winograd4`]: its images' 4×4 blocks transformed
+/// side by side, the 36 products, and each output channel's block sums pooled, four windows a
+/// block (with their argmax when the sink keeps it), into the sink.
 fn winograd4_group(
     s: &Shape,
     kernels: &[f32],
@@ -743,27 +745,51 @@ fn winograd4_group(
     let (w0, rest) = windows.split_at_mut(n);
     let (w1, rest) = rest.split_at_mut(n);
     let (w2, w3) = rest.split_at_mut(n);
+    let mut argmax = vec![0u8; if sink.argmax.is_some() { 4 * n } else { 0 }];
     for o in 0..s.c_out {
         let out = [&mut *w0, &mut *w1, &mut *w2, &mut *w3];
-        winograd4::pool_blocks(&m[o * n..], plane_m, sink.bias[o], &inside, out);
+        let quarter = argmax.len() / 4;
+        let (a0, rest) = argmax.split_at_mut(quarter);
+        let (a1, rest) = rest.split_at_mut(a0.len());
+        let (a2, a3) = rest.split_at_mut(a0.len());
+        winograd4::pool_blocks(
+            &m[o * n..],
+            plane_m,
+            sink.bias[o],
+            &inside,
+            out,
+            [a0, a1, a2, a3],
+        );
+        let argmax = (!argmax.is_empty()).then(|| argmax.chunks_exact(n).collect::<Vec<_>>());
         for i in 0..images {
-            let plane = sink.plane(i, o).0;
-            // Pooled row 2·by + dy holds the windows (dy, 0) and (dy, 1) of the blocks of
-            // block row by, alternately.
-            for (y, row) in plane.chunks_exact_mut(pw).enumerate() {
-                let at = i * blocks + (y / 2) * tw;
-                let (left, right) = match y % 2 {
-                    0 => (&w0[at..][..tw], &w1[at..][..tw]),
-                    _ => (&w2[at..][..tw], &w3[at..][..tw]),
-                };
-                let (pairs, last) = row.split_at_mut(pw / 2 * 2);
-                for (pair, (&l, &r)) in pairs.chunks_exact_mut(2).zip(left.iter().zip(right)) {
-                    pair.copy_from_slice(&[l, r]);
-                }
-                if let Some(last) = last.first_mut() {
-                    *last = left[pw / 2];
-                }
+            let (plane, plane_argmax) = sink.plane(i, o);
+            let at = i * blocks;
+            let windows = [&*w0, &*w1, &*w2, &*w3].map(|w| &w[at..][..blocks]);
+            interleave_windows(windows, tw, pw, plane);
+            if let (Some(dst), Some(argmax)) = (plane_argmax, &argmax) {
+                let windows = [argmax[0], argmax[1], argmax[2], argmax[3]];
+                interleave_windows(windows.map(|w| &w[at..][..blocks]), tw, pw, dst);
             }
+        }
+    }
+}
+
+/// An image's pooled plane (`pw` windows a row) from its blocks' four windows (`windows[2·row
+/// + column][block]`, `tw` blocks a row): pooled row `2·by + row` holds windows `(row, 0)` and
+/// `(row, 1)` of block row `by`'s blocks, alternately.
+fn interleave_windows<T: Copy>(windows: [&[T]; 4], tw: usize, pw: usize, plane: &mut [T]) {
+    for (y, row) in plane.chunks_exact_mut(pw).enumerate() {
+        let at = (y / 2) * tw;
+        let (left, right) = match y % 2 {
+            0 => (&windows[0][at..][..tw], &windows[1][at..][..tw]),
+            _ => (&windows[2][at..][..tw], &windows[3][at..][..tw]),
+        };
+        let (pairs, last) = row.split_at_mut(pw / 2 * 2);
+        for (pair, (&l, &r)) in pairs.chunks_exact_mut(2).zip(left.iter().zip(right)) {
+            pair.copy_from_slice(&[l, r]);
+        }
+        if let Some(last) = last.first_mut() {
+            *last = left[pw / 2];
         }
     }
 }

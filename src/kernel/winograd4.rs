@@ -246,40 +246,56 @@ pub(super) fn inside(y: usize, x: usize, height: usize, width: usize) -> u8 {
 vectorized! {
     /// The 2×2 max-pooling of `relu(bias + ·)` over the four windows of each 4×4 block, from
     /// its 36 sums (`m[ξ][block]`, `stride` floats apart, `inside.len()` blocks): window
-    /// `2·row + column` of block `b` into `out[window][b]`. `inside[b]`'s bits say which of its
-    /// windows' last rows and columns are in the image; a pixel outside counts as 0, which
-    /// changes no maximum of relu'd values (a window's top-left pixel is always inside).
-    /// Windows wholly outside give values no one reads.
+    /// `2·row + column` of block `b` into `out[window][b]`, and which of its pixels held the
+    /// maximum into `argmax[window][b]` unless `argmax`'s slices are empty (as
+    /// [`super::conv`]'s `window` numbers them, the first of equal ones). `inside[b]`'s bits say
+    /// which of its windows' last rows and columns are in the image; a pixel outside counts as
+    /// 0, which changes no maximum of relu'd values and never wins a tie against the window's
+    /// top-left pixel, which is always inside. Windows wholly outside give values no one reads.
     pub(super) fn pool_blocks(
         m: &[f32],
         stride: usize,
         bias: f32,
         inside: &[u8],
         out: [&mut [f32]; 4],
+        argmax: [&mut [u8]; 4],
     ) {
         let blocks = inside.len();
         let mut out = out.map(|o| &mut o[..blocks]);
         assert!(m.len() >= (POSITIONS - 1) * stride + blocks);
         let mut b = 0;
-        while b + LANES <= blocks {
-            pool_lanes::<LANES>(m, stride, bias, inside, &mut out, b);
-            b += LANES;
-        }
-        while b < blocks {
-            pool_lanes::<1>(m, stride, bias, inside, &mut out, b);
-            b += 1;
+        if argmax[0].is_empty() {
+            while b + LANES <= blocks {
+                pool_lanes::<LANES, false>(m, stride, bias, inside, (&mut out, &mut []), b);
+                b += LANES;
+            }
+            while b < blocks {
+                pool_lanes::<1, false>(m, stride, bias, inside, (&mut out, &mut []), b);
+                b += 1;
+            }
+        } else {
+            let mut argmax = argmax.map(|a| &mut a[..blocks]);
+            while b + LANES <= blocks {
+                pool_lanes::<LANES, true>(m, stride, bias, inside, (&mut out, &mut argmax), b);
+                b += LANES;
+            }
+            while b < blocks {
+                pool_lanes::<1, true>(m, stride, bias, inside, (&mut out, &mut argmax), b);
+                b += 1;
+            }
         }
     }
 }
 
-/// [`pool_blocks`] for blocks `b .. b + L`, the lanes innermost so that they vectorize.
+/// [`pool_blocks`] for blocks `first .. first + L`, the lanes innermost so that they vectorize;
+/// the argmax too with `ARGMAX`.
 #[inline(always)]
-fn pool_lanes<const L: usize>(
+fn pool_lanes<const L: usize, const ARGMAX: bool>(
     m: &[f32],
     stride: usize,
     bias: f32,
     inside: &[u8],
-    out: &mut [&mut [f32]; 4],
+    (out, argmax): (&mut [&mut [f32]; 4], &mut [&mut [u8]]),
     first: usize,
 ) {
     // s = Aᵀ m: each column of the 6×6 sums through Aᵀ.
@@ -325,7 +341,11 @@ fn pool_lanes<const L: usize>(
             } else {
                 0.0
             };
-            out[first + l] = super::conv::window(a, b, c, d).0;
+            let (v, at) = super::conv::window(a, b, c, d);
+            out[first + l] = v;
+            if ARGMAX {
+                argmax[w][first + l] = at;
+            }
         }
     }
 }
@@ -389,7 +409,14 @@ mod tests {
                 let [a, b, c, d] = &mut out[..] else {
                     unreachable!()
                 };
-                pool_blocks(&m[o * n..], c_out * n, bias, &inside, [a, b, c, d]);
+                pool_blocks(
+                    &m[o * n..],
+                    c_out * n,
+                    bias,
+                    &inside,
+                    [a, b, c, d],
+                    Default::default(),
+                );
                 for py in 0..h.div_ceil(2) {
                     for px in 0..w.div_ceil(2) {
                         let mut want = f32::MIN;
