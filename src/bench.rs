@@ -153,21 +153,19 @@ pub fn gemm_products() -> &'static str {
 /// The CPU's model name (Linux), and the vector features the kernels choose between.
 pub fn cpu_description() -> String {
     let model = crate::backend::cpu_model().unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let mut features: Vec<&str> = Vec::new();
     #[cfg(target_arch = "x86_64")]
-    {
-        for (name, found) in [
-            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
-            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
-            ("fma", std::arch::is_x86_feature_detected!("fma")),
-        ] {
-            if found {
-                features.push(name);
-            }
-        }
-    }
+    let features: Vec<&str> = [
+        ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+        ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+        ("fma", std::arch::is_x86_feature_detected!("fma")),
+    ]
+    .into_iter()
+    .filter_map(|(name, found)| found.then_some(name))
+    .collect();
     #[cfg(target_arch = "aarch64")]
-    features.push("neon");
+    let features: Vec<&str> = vec!["neon"];
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let features: Vec<&str> = Vec::new();
     let cores = crate::backend::cores();
     format!(
         "{model}, {cores} core{}, features: {}",
