@@ -760,26 +760,34 @@ fn winograd4_group(
             out,
             [a0, a1, a2, a3],
         );
-        let argmax = (!argmax.is_empty()).then(|| argmax.chunks_exact(n).collect::<Vec<_>>());
         for i in 0..images {
             let (plane, plane_argmax) = sink.plane(i, o);
-            let at = i * blocks;
-            let windows = [&*w0, &*w1, &*w2, &*w3].map(|w| &w[at..][..blocks]);
-            interleave_windows(windows, tw, pw, plane);
-            if let (Some(dst), Some(argmax)) = (plane_argmax, &argmax) {
-                let windows = [argmax[0], argmax[1], argmax[2], argmax[3]];
-                interleave_windows(windows.map(|w| &w[at..][..blocks]), tw, pw, dst);
+            let first = i * blocks;
+            interleave_windows([&*w0, &*w1, &*w2, &*w3], first, (tw, pw), plane);
+            if let Some(dst) = plane_argmax {
+                let windows = [
+                    &argmax[..n],
+                    &argmax[n..],
+                    &argmax[2 * n..],
+                    &argmax[3 * n..],
+                ];
+                interleave_windows(windows, first, (tw, pw), dst);
             }
         }
     }
 }
 
 /// An image's pooled plane (`pw` windows a row) from its blocks' four windows (`windows[2·row
-/// + column][block]`, `tw` blocks a row): pooled row `2·by + row` holds windows `(row, 0)` and
-/// `(row, 1)` of block row `by`'s blocks, alternately.
-fn interleave_windows<T: Copy>(windows: [&[T]; 4], tw: usize, pw: usize, plane: &mut [T]) {
+/// + column][first + block]`, `tw` blocks a row): pooled row `2·by + row` holds windows
+/// `(row, 0)` and `(row, 1)` of block row `by`'s blocks, alternately.
+fn interleave_windows<T: Copy>(
+    windows: [&[T]; 4],
+    first: usize,
+    (tw, pw): (usize, usize),
+    plane: &mut [T],
+) {
     for (y, row) in plane.chunks_exact_mut(pw).enumerate() {
-        let at = (y / 2) * tw;
+        let at = first + (y / 2) * tw;
         let (left, right) = match y % 2 {
             0 => (&windows[0][at..][..tw], &windows[1][at..][..tw]),
             _ => (&windows[2][at..][..tw], &windows[3][at..][..tw]),
