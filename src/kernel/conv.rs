@@ -660,29 +660,7 @@ fn winograd_group(
     }
     let dims = (s.height, s.width);
     match sink.then {
-        Then::ReluPool => {
-            // Whether each column's block has its bottom row and right column in the image.
-            let inside: Vec<[bool; 2]> = (0..n)
-                .map(|b| b % blocks)
-                .map(|b| [2 * (b / tw) + 1 < s.height, 2 * (b % tw) + 1 < s.width])
-                .collect();
-            let pooled = &mut corners[..n];
-            let mut argmax = vec![0u8; if sink.argmax.is_some() { n } else { 0 }];
-            for o in 0..s.c_out {
-                // All the group's columns in one loop (an image's 16 or 49 alone were too
-                // few for the vectorized loop), then each image's into its plane.
-                let sums: [&[f32]; winograd::POSITIONS] =
-                    std::array::from_fn(|xi| &m[xi * plane_m + o * n..][..n]);
-                pool_blocks(&sums, sink.bias[o], &inside, pooled, &mut argmax);
-                for i in 0..images {
-                    let (out, out_argmax) = sink.plane(i, o);
-                    out.copy_from_slice(&pooled[i * blocks..][..blocks]);
-                    if let Some(out_argmax) = out_argmax {
-                        out_argmax.copy_from_slice(&argmax[i * blocks..][..blocks]);
-                    }
-                }
-            }
-        }
+        Then::ReluPool => unreachable!("a pooled convolution takes winograd4_group"),
         Then::Store { relu } => {
             let (c00, rest) = corners.split_at_mut(n);
             let (c01, rest) = rest.split_at_mut(n);
@@ -832,43 +810,6 @@ vectorized! {
     }
 }
 
-vectorized! {
-    /// The 2×2 max-pooling of `relu(bias + ·)` over blocks, which are windows, from their 16
-    /// sums each (`sums[ξ][block]`): as [`pool_plane`] computes it, an odd side's half-outside
-    /// windows (`inside`: whether a block's bottom row and right column are in its image)
-    /// included; the argmax too unless `argmax` is empty. One loop over the blocks, which the
-    /// compiler vectorizes.
-    fn pool_blocks(
-        sums: &[&[f32]; winograd::POSITIONS],
-        bias: f32,
-        inside: &[[bool; 2]],
-        out: &mut [f32],
-        argmax: &mut [u8],
-    ) {
-        let blocks = inside.len();
-        let out = &mut out[..blocks];
-        if argmax.is_empty() {
-            // Inference: the maxima alone.
-            for (t, &[row_in, col_in]) in inside.iter().enumerate() {
-                let [a, b, c, d] =
-                    winograd::output_block(sums, t).map(|v| activated(v + bias, true));
-                let (c, d) = if row_in { (c, d) } else { (a, b) };
-                let (b, d) = if col_in { (b, d) } else { (a, c) };
-                out[t] = window(a, b, c, d).0;
-            }
-            return;
-        }
-        let argmax = &mut argmax[..blocks];
-        for (t, &[row_in, col_in]) in inside.iter().enumerate() {
-            let [a, b, c, d] = winograd::output_block(sums, t).map(|v| activated(v + bias, true));
-            // A window's pixels outside the image: stand-ins that never win a tie.
-            let (c, d) = if row_in { (c, d) } else { (a, b) };
-            let (b, d) = if col_in { (b, d) } else { (a, c) };
-            (out[t], argmax[t]) = window(a, b, c, d);
-        }
-    }
-}
-
 /// The maximum of a 2×2 window (top left, top right, bottom left, bottom right) and which
 /// held it, the first of equal ones (as Burn takes it). Branch-free, so that it vectorizes.
 #[inline(always)]
@@ -936,8 +877,9 @@ fn conv_backward(
         _ => Mask::Plain,
     };
     let s = Shape::of(&x_dims, &w_dims);
-    // Through Winograd's transforms where the forward pass took them and pooled: the exact
-    // gradients of what it computed. Otherwise over unfolded neighbourhoods.
+    // A pooled convolution's through the adjoint of F(2×2)'s transforms (whatever block the
+    // forward pass took: the same convolution up to rounding), whose 2×2 blocks the pooling
+    // leaves one gradient each. Otherwise over unfolded neighbourhoods.
     let kernels = (s.winograd() && matches!(mask, Mask::Pool(..)))
         .then(|| Tiling::F2.kernels(&weight, s.c_out, s.c_in));
     let group = match kernels {
@@ -1028,8 +970,8 @@ fn lane_sum(values: &[f32]) -> f32 {
     lanes.iter().sum()
 }
 
-/// One group's gradients through [`winograd`]'s transforms, the adjoint of
-/// [`winograd_group`]'s pooled forward pass: the block sums' gradients `gm` from the pooled
+/// One group's gradients through [`winograd`]'s transforms, the adjoint of F(2×2)'s pooled
+/// forward pass: the block sums' gradients `gm` from the pooled
 /// outputs' (each window's to where its maximum was), then for each of the 16 positions the
 /// transformed kernels' gradient `gm · vᵀ` (summed into `sums`, with the bias's) and, when
 /// asked for, the transformed inputs' `gmᵀ · u`, transformed back into `x_grad`. The inputs'

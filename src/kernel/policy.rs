@@ -21,9 +21,9 @@ pub struct FastPaths {
     /// `MNIST_TRAIN_BURN_CONV` unset: the CNN's convolutions and pooling run
     /// [`super::conv`]'s kernels (with the other kernels on).
     pub conv_kernels: bool,
-    /// `MNIST_TRAIN_NO_WINOGRAD` unset: the forward passes of convolutions with enough input
-    /// channels take Winograd's products ([`super::winograd`]) rather than products over
-    /// unfolded neighbourhoods.
+    /// `MNIST_TRAIN_NO_WINOGRAD` unset: convolutions with enough input channels take
+    /// Winograd's products ([`super::winograd`], [`super::winograd4`]) forward, and a pooled
+    /// one's gradients too, rather than products over unfolded neighbourhoods.
     pub winograd: bool,
 }
 
@@ -79,8 +79,8 @@ impl FastPaths {
                 ModelKind::Cnn => which(train && self.conv_kernels),
                 ModelKind::Mlp => "none",
             },
-            // How the kernels' forward passes multiply, from 8 input channels (the lab's second
-            // and third convolutions).
+            // How the kernels multiply from 8 input channels (the lab's second and third
+            // convolutions).
             "convolution_products": match model {
                 ModelKind::Cnn if train && self.conv_kernels => {
                     if self.winograd { "winograd" } else { "unfolded" }

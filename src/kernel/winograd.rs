@@ -7,7 +7,7 @@
 //! (`G g Gᵀ`); then each of the 16 positions of a block is one product
 //! `[out, in] · [in, blocks]` (`gemm`, in [`super::conv`]), and the output transform
 //! (`Aᵀ m A`) turns each block's 16 sums back into its 2×2 outputs. An output block is a 2×2
-//! max-pooling window, so a pooling that follows takes its maximum straight from them.
+//! max-pooling window: a pooled convolution's gradient has one nonzero value in each.
 //!
 //! The fewer multiplications (2.25× on 14×14 images, 1.7× on 7×7 ones, whose last blocks are
 //! half outside) pay where the products are long: the lab's second and third convolutions
