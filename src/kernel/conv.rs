@@ -627,6 +627,45 @@ vectorized! {
     }
 }
 
+/// The forward products of a group of images (`x`) through `tiling`'s transforms: the images'
+/// blocks transformed side by side into `v` (scratch of [`Shape::winograd_scratch`]'s first
+/// length), then `m[ξ] = kernels[ξ] · v[ξ]` for each position, `[out, blocks]`. Returns the
+/// blocks and the floats between `m`'s planes.
+fn winograd_products(
+    s: &Shape,
+    tiling: Tiling,
+    kernels: &[f32],
+    x: &[f32],
+    v: &mut [f32],
+    m: &mut [f32],
+) -> (usize, usize) {
+    let images = x.len() / s.image_in();
+    let (th, tw) = tiling.blocks(s.height, s.width);
+    let blocks = th * tw;
+    let (plane_v, plane_m) = s.winograd_planes(tiling, images);
+    let (v, padded) = v.split_at_mut(tiling.positions() * plane_v);
+    padded.fill(0.0);
+    let dims = (s.c_in, s.height, s.width);
+    for (i, image) in x.chunks_exact(s.image_in()).enumerate() {
+        let at = (i * blocks, plane_v);
+        match tiling {
+            Tiling::F2 => winograd::transform_image(image, dims, v, at, padded),
+            Tiling::F4 => winograd4::transform_image(image, dims, v, at, padded),
+        }
+    }
+    let n = images * blocks;
+    for xi in 0..tiling.positions() {
+        product(
+            (s.c_out, s.c_in, n),
+            &mut m[xi * plane_m..],
+            (&kernels[xi * s.c_out * s.c_in..], s.c_in as isize, 1),
+            (&v[xi * plane_v..], 1, s.c_in as isize),
+            false,
+        );
+    }
+    (n, plane_m)
+}
+
 /// One group's forward pass through [`winograd`]: its images' blocks transformed side by
 /// side, the 16 products, and each output channel's block sums transformed back into the sink.
 fn winograd_group(
@@ -639,25 +678,8 @@ fn winograd_group(
 ) {
     let (th, tw) = winograd::blocks(s.height, s.width);
     let blocks = th * tw;
-    let n = images * blocks;
-    let p = winograd::POSITIONS;
-    let (plane_v, plane_m) = s.winograd_planes(Tiling::F2, images);
     let [v, m, corners] = scratch;
-    let (v, padded) = v.split_at_mut(p * plane_v);
-    padded.fill(0.0);
-    for (i, image) in x.chunks_exact(s.image_in()).enumerate() {
-        let dims = (s.c_in, s.height, s.width);
-        winograd::transform_image(image, dims, v, (i * blocks, plane_v), padded);
-    }
-    for xi in 0..p {
-        product(
-            (s.c_out, s.c_in, n),
-            &mut m[xi * plane_m..],
-            (&kernels[xi * s.c_out * s.c_in..], s.c_in as isize, 1),
-            (&v[xi * plane_v..], 1, s.c_in as isize),
-            false,
-        );
-    }
+    let (n, plane_m) = winograd_products(s, Tiling::F2, kernels, x, v, m);
     let dims = (s.height, s.width);
     match sink.then {
         Then::ReluPool => unreachable!("a pooled convolution takes winograd4_group"),
@@ -691,28 +713,10 @@ fn winograd4_group(
     mut sink: Sink<'_>,
     scratch: [&mut [f32]; 3],
 ) {
-    let tiling = Tiling::F4;
-    let (th, tw) = tiling.blocks(s.height, s.width);
+    let (th, tw) = Tiling::F4.blocks(s.height, s.width);
     let blocks = th * tw;
-    let n = images * blocks;
-    let p = tiling.positions();
-    let (plane_v, plane_m) = s.winograd_planes(tiling, images);
     let [v, m, windows] = scratch;
-    let (v, padded) = v.split_at_mut(p * plane_v);
-    padded.fill(0.0);
-    for (i, image) in x.chunks_exact(s.image_in()).enumerate() {
-        let dims = (s.c_in, s.height, s.width);
-        winograd4::transform_image(image, dims, v, (i * blocks, plane_v), padded);
-    }
-    for xi in 0..p {
-        product(
-            (s.c_out, s.c_in, n),
-            &mut m[xi * plane_m..],
-            (&kernels[xi * s.c_out * s.c_in..], s.c_in as isize, 1),
-            (&v[xi * plane_v..], 1, s.c_in as isize),
-            false,
-        );
-    }
+    let (n, plane_m) = winograd_products(s, Tiling::F4, kernels, x, v, m);
     // Whether each block's windows have their bottom rows and right columns in the image.
     let (h, w) = (s.height, s.width);
     let inside: Vec<u8> = (0..n)

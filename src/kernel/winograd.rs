@@ -85,14 +85,7 @@ vectorized! {
         // 2·by .. 2·by + 4 and columns 2·bx .. 2·bx + 4.
         let pw = 2 * tw + 2;
         let padded = &mut padded[..(2 * th + 2) * pw * c_in];
-        for (c, plane) in image.chunks_exact(height * width).take(c_in).enumerate() {
-            for (y, row) in plane.chunks_exact(width).enumerate() {
-                let start = ((y + 1) * pw + 1) * c_in + c;
-                for (dst, &value) in padded[start..].iter_mut().step_by(c_in).zip(row) {
-                    *dst = value;
-                }
-            }
-        }
+        channels_last(image, dims, pw, padded);
         let padded = &*padded;
         for by in 0..th {
             for bx in 0..tw {
@@ -121,6 +114,25 @@ vectorized! {
                     transform_block::<1>(&d, &mut out, c);
                     c += 1;
                 }
+            }
+        }
+    }
+}
+
+/// `image` (`[c_in, height, width]`) copied channels-last into `padded`, pixel `(y, x)` at
+/// padded pixel `(y + 1, x + 1)` of rows `pw` pixels long; the padding is left as it is.
+#[inline(always)]
+pub(super) fn channels_last(
+    image: &[f32],
+    (c_in, height, width): (usize, usize, usize),
+    pw: usize,
+    padded: &mut [f32],
+) {
+    for (c, plane) in image.chunks_exact(height * width).take(c_in).enumerate() {
+        for (y, row) in plane.chunks_exact(width).enumerate() {
+            let start = ((y + 1) * pw + 1) * c_in + c;
+            for (dst, &value) in padded[start..].iter_mut().step_by(c_in).zip(row) {
+                *dst = value;
             }
         }
     }

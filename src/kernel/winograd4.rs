@@ -153,14 +153,7 @@ vectorized! {
         // 4·by .. 4·by + 6 and columns 4·bx .. 4·bx + 6.
         let pw = 4 * tw + 2;
         let padded = &mut padded[..(4 * th + 2) * pw * c_in];
-        for (c, plane) in image.chunks_exact(height * width).take(c_in).enumerate() {
-            for (y, row) in plane.chunks_exact(width).enumerate() {
-                let start = ((y + 1) * pw + 1) * c_in + c;
-                for (dst, &value) in padded[start..].iter_mut().step_by(c_in).zip(row) {
-                    *dst = value;
-                }
-            }
-        }
+        super::winograd::channels_last(image, dims, pw, padded);
         let padded = &*padded;
         assert!(v.len() >= (POSITIONS - 1) * plane + (column + th * tw) * c_in);
         for by in 0..th {
