@@ -329,12 +329,45 @@ pub(super) fn output_block(m: &[&[f32]; POSITIONS], n: usize) -> [f32; 4] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// An image of `c_in × h × w` and `c_out × c_in` 3×3 kernels, values of both signs.
+    pub(in crate::kernel) fn example(
+        (c_in, c_out, h, w): (usize, usize, usize, usize),
+    ) -> (Vec<f32>, Vec<f32>) {
+        let image = (0..c_in * h * w)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let weight = (0..c_out * c_in * 9)
+            .map(|i| ((i * 13 % 17) as f32 - 8.0) / 9.0)
+            .collect();
+        (image, weight)
+    }
+
+    /// The products of transformed kernels `u[ξ][o][c]` and blocks `v[ξ][b][c]` (`n` of them),
+    /// summed over the channels: `m[ξ][o][b]`.
+    pub(in crate::kernel) fn products(
+        u: &[f32],
+        v: &[f32],
+        (positions, c_in, c_out, n): (usize, usize, usize, usize),
+    ) -> Vec<f32> {
+        let mut m = vec![0f32; positions * c_out * n];
+        for xi in 0..positions {
+            for o in 0..c_out {
+                for b in 0..n {
+                    m[(xi * c_out + o) * n + b] = (0..c_in)
+                        .map(|c| u[(xi * c_out + o) * c_in + c] * v[(xi * n + b) * c_in + c])
+                        .sum();
+                }
+            }
+        }
+        m
+    }
 
     /// The direct 3×3 convolution (SAME) of one image, the reference the transforms must
     /// reproduce.
-    fn direct(
+    pub(in crate::kernel) fn direct(
         image: &[f32],
         weight: &[f32],
         (c_in, c_out, h, w): (usize, usize, usize, usize),
@@ -370,12 +403,7 @@ mod tests {
     #[test]
     fn transforms_compute_the_convolution() {
         for (c_in, c_out, h, w) in [(2, 3, 6, 6), (3, 2, 7, 7), (1, 1, 5, 4), (4, 5, 3, 8)] {
-            let image: Vec<f32> = (0..c_in * h * w)
-                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
-                .collect();
-            let weight: Vec<f32> = (0..c_out * c_in * 9)
-                .map(|i| ((i * 13 % 17) as f32 - 8.0) / 9.0)
-                .collect();
+            let (image, weight) = example((c_in, c_out, h, w));
             let (th, tw) = blocks(h, w);
             let n = th * tw;
             let mut u = vec![0f32; POSITIONS * c_out * c_in];
@@ -383,16 +411,7 @@ mod tests {
             let mut v = vec![f32::NAN; POSITIONS * c_in * n];
             let mut padded = vec![0f32; padded_len(h, w, c_in)];
             transform_image(&image, (c_in, h, w), &mut v, (0, c_in * n), &mut padded);
-            let mut m = vec![0f32; POSITIONS * c_out * n];
-            for xi in 0..POSITIONS {
-                for o in 0..c_out {
-                    for b in 0..n {
-                        m[(xi * c_out + o) * n + b] = (0..c_in)
-                            .map(|c| u[(xi * c_out + o) * c_in + c] * v[(xi * n + b) * c_in + c])
-                            .sum();
-                    }
-                }
-            }
+            let m = products(&u, &v, (POSITIONS, c_in, c_out, n));
             let expected = direct(&image, &weight, (c_in, c_out, h, w));
             for o in 0..c_out {
                 let mut y = vec![vec![0f32; n]; 4];

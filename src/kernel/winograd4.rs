@@ -346,18 +346,14 @@ fn pool_lanes<const L: usize, const ARGMAX: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::winograd::tests::{direct, example, products};
 
     /// The three transforms and the 36 products give the direct convolution's pooled relu,
     /// even and odd sides alike, to F(4×4)'s rounding.
     #[test]
     fn transforms_compute_the_pooled_convolution() {
         for (c_in, c_out, h, w) in [(2, 3, 8, 8), (3, 2, 7, 7), (17, 2, 14, 14), (4, 5, 5, 6)] {
-            let image: Vec<f32> = (0..c_in * h * w)
-                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
-                .collect();
-            let weight: Vec<f32> = (0..c_out * c_in * 9)
-                .map(|i| ((i * 13 % 17) as f32 - 8.0) / 9.0)
-                .collect();
+            let (image, weight) = example((c_in, c_out, h, w));
             let (th, tw) = blocks(h, w);
             let n = th * tw;
             let mut u = vec![0f32; POSITIONS * c_out * c_in];
@@ -365,39 +361,15 @@ mod tests {
             let mut v = vec![f32::NAN; POSITIONS * c_in * n];
             let mut padded = vec![0f32; padded_len(h, w, c_in)];
             transform_image(&image, (c_in, h, w), &mut v, (0, c_in * n), &mut padded);
-            let mut m = vec![0f32; POSITIONS * c_out * n];
-            for xi in 0..POSITIONS {
-                for o in 0..c_out {
-                    for b in 0..n {
-                        m[(xi * c_out + o) * n + b] = (0..c_in)
-                            .map(|c| u[(xi * c_out + o) * c_in + c] * v[(xi * n + b) * c_in + c])
-                            .sum();
-                    }
-                }
-            }
+            let m = products(&u, &v, (POSITIONS, c_in, c_out, n));
             let inside: Vec<u8> = (0..n)
                 .map(|b| inside(4 * (b / tw), 4 * (b % tw), h, w))
                 .collect();
             let bias = 0.25;
+            let direct = direct(&image, &weight, (c_in, c_out, h, w));
             for o in 0..c_out {
                 // The direct convolution's relu'd outputs, and their Keras-SAME pooling.
-                let y = |yy: usize, xx: usize| {
-                    let mut sum = bias as f64;
-                    for c in 0..c_in {
-                        for dy in 0..3 {
-                            for dx in 0..3 {
-                                let (sy, sx) = (yy as isize + dy - 1, xx as isize + dx - 1);
-                                if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
-                                    continue;
-                                }
-                                let k = ((o * c_in + c) * 3 + dy as usize) * 3 + dx as usize;
-                                sum += (image[(c * h + sy as usize) * w + sx as usize] * weight[k])
-                                    as f64;
-                            }
-                        }
-                    }
-                    (sum as f32).max(0.0)
-                };
+                let y = |yy: usize, xx: usize| (direct[(o * h + yy) * w + xx] + bias).max(0.0);
                 let mut out = vec![vec![f32::NAN; n]; 4];
                 let [a, b, c, d] = &mut out[..] else {
                     unreachable!()
