@@ -1,9 +1,10 @@
 //! The CNN's 3×3 convolutions (SAME padding, stride 1) and 2×2 max-pooling on flex, in training
 //! as custom autodiff operations: a group of images' convolution as `gemm` products, over
 //! their unfolded 3×3 neighbourhoods or, from 8 input channels, through Winograd's transforms
-//! ([`winograd`]'s F(2×2, 3×3) in training, forward and backward; [`winograd4`]'s F(4×4, 3×3)
-//! for a pooled convolution in inference); a convolution followed by a relu and a pooling as
-//! one operation; the groups spread over the thread pool.
+//! ([`winograd`]'s F(2×2, 3×3) backward and where no pooling follows; [`winograd4`]'s F(4×4,
+//! 3×3) forward where one does); a pooled one-channel convolution directly, over the windows
+//! that see a lit pixel ([`first_conv`]); a convolution followed by a relu and a pooling as one
+//! operation; the groups spread over the thread pool.
 //!
 //! Burn's flex backend runs a convolution's input gradient image by image with products too
 //! small for `gemm` to split over two cores, and the max-pool gradient as one serial scatter;
@@ -11,9 +12,13 @@
 //! (docs/speed.md). Here the images of a group share each product (forward, weight gradient,
 //! input gradient), the groups are spread over the threads, each group's weight gradient is
 //! summed in its own buffer and the groups' sums are added in group order: the result does not
-//! depend on the thread count, so a seed gives bit-identical training on one machine. The
-//! layout stays Burn's NCHW, so batchnorm, activations and the dense layers between take the
-//! tensors as they are.
+//! depend on the thread count, so a seed gives bit-identical training on one machine. In
+//! training the layout stays Burn's NCHW, so batchnorm, activations, the dense layers and the
+//! backward passes take the tensors as they are. In inference a pooled convolution's output is
+//! channels-last, as [`winograd4`]'s products and [`first_conv`]'s vectors give it and as the
+//! next convolution's transforms read it: a permuted view with Burn's dimensions, which any
+//! other operation reads as it reads a strided tensor (the flatten before the dense layers
+//! copies it into NCHW order).
 //!
 //! A convolution, relu and pooling in one ([`conv3x3_relu_pool`]) write the pooled output
 //! alone, and keep for the backward pass only it and where each window's maximum was: the
@@ -36,7 +41,7 @@ use rayon::prelude::*;
 
 use super::cpu::vectorized;
 use super::flex::{Train, TrainTensor, register, with_primitives};
-use super::{winograd, winograd4};
+use super::{first_conv, winograd, winograd4};
 
 /// Side of the kernels this module computes.
 const K: usize = 3;
@@ -151,6 +156,27 @@ fn values(t: &FlexTensor) -> (std::borrow::Cow<'_, [f32]>, Vec<usize>) {
     }
 }
 
+/// The f32 values of a batch of images, `[batch, channels, height, width]` as Burn lays them
+/// out, or `[batch, height, width, channels]` when `channels_last_too` and the tensor is
+/// a channels-last one as [`conv_forward`] returns them (a permuted view); and whether they are
+/// channels-last.
+fn image_values(t: &FlexTensor, channels_last_too: bool) -> (std::borrow::Cow<'_, [f32]>, bool) {
+    let layout = t.layout();
+    let dims: Vec<usize> = layout.shape().iter().copied().collect();
+    if let (&[n, c, h, w], false) = (&dims[..], t.is_contiguous()) {
+        let strides = [(h * w * c) as isize, 1, (w * c) as isize, c as isize];
+        if channels_last_too
+            && t.dtype() == DType::F32
+            && layout.strides() == strides
+            && layout.start_offset() == 0
+            && t.storage::<f32>().len() == n * c * h * w
+        {
+            return (std::borrow::Cow::Borrowed(t.storage::<f32>()), true);
+        }
+    }
+    (values(t).0, false)
+}
+
 /// The shapes of one convolution.
 #[derive(Debug, Clone, Copy)]
 struct Shape {
@@ -213,13 +239,17 @@ impl Shape {
         (self.c_in * n + SKEW, self.c_out * n + SKEW)
     }
     /// Scratch a Winograd group of `images` needs: transformed inputs and the padded copy of
-    /// an image, the products' sums, the output transform's four corners or windows.
+    /// an image, the products' sums, and F(2×2)'s output transform's four corners.
     fn winograd_scratch(&self, tiling: Tiling, images: usize) -> [usize; 3] {
         let (th, tw) = tiling.blocks(self.height, self.width);
         let (plane_v, plane_m) = self.winograd_planes(tiling, images);
         let p = tiling.positions();
         let padded = tiling.padded_len(self.height, self.width, self.c_in);
-        [p * plane_v + padded, p * plane_m, 4 * images * th * tw]
+        let corners = match tiling {
+            Tiling::F2 => 4 * images * th * tw,
+            Tiling::F4 => 0,
+        };
+        [p * plane_v + padded, p * plane_m, corners]
     }
     /// Scratch a group of `images` needs for a product over unfolded neighbourhoods: the
     /// unfolded columns and the products' (or output gradient's) rows.
@@ -273,12 +303,21 @@ impl Tiling {
             Tiling::F4 => winograd4::padded_len(height, width, c_in),
         }
     }
-    /// The transformed kernels of its products, `[ξ][out][in]`.
+    /// The transformed kernels of its products: `[ξ][out][in]` for F(2×2), `[ξ][in][out]` for
+    /// F(4×4), whose products give each block's sums channels-last.
     fn kernels(self, weight: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
         let mut u = vec![0f32; self.positions() * c_out * c_in];
         match self {
             Tiling::F2 => winograd::transform_kernels(weight, c_out, c_in, &mut u),
-            Tiling::F4 => winograd4::transform_kernels(weight, c_out, c_in, &mut u),
+            Tiling::F4 => {
+                // The kernels `[in][out]`: the transform keeps their order.
+                let mut by_input = vec![0f32; weight.len()];
+                for (at, kernel) in by_input.chunks_exact_mut(K * K).enumerate() {
+                    let (c, o) = (at / c_out, at % c_out);
+                    kernel.copy_from_slice(&weight[(o * c_in + c) * K * K..][..K * K]);
+                }
+                winograd4::transform_kernels(&by_input, c_out, c_in, &mut u)
+            }
         }
         u
     }
@@ -475,7 +514,9 @@ enum Then {
 /// [`Then::ReluPool`], with each window's argmax when `keep_argmax` (a backward pass reads
 /// it). Per group of images, the products of [`winograd`] where the input has
 /// [`WINOGRAD_MIN_CHANNELS`] channels (unless `MNIST_TRAIN_NO_WINOGRAD`), else
-/// `weight · unfold(images)`.
+/// `weight · unfold(images)`; a pooled one through [`winograd4`] from 8 channels, and through
+/// [`first_conv`] from one. Their outputs without the argmax (inference) are channels-last
+/// (see the module's comment), a permuted view with Burn's dimensions.
 fn conv_forward(
     x: &FlexTensor,
     weight: &FlexTensor,
@@ -483,11 +524,22 @@ fn conv_forward(
     then: Then,
     keep_argmax: bool,
 ) -> (FlexTensor, Vec<u8>) {
-    let (x, x_dims) = values(x);
+    let x_dims: Vec<usize> = x.layout().shape().iter().copied().collect();
     let (weight, w_dims) = values(weight);
     let (bias, _) = values(bias);
     let s = Shape::of(&x_dims, &w_dims);
     let pool = then == Then::ReluPool;
+    // F(4×4) where a pooling takes its blocks' four windows; the gradients of a training
+    // step's are F(2×2)'s, which computes the same function (up to rounding) in shorter
+    // blocks, for which the pooling leaves the gradients' transforms no work.
+    let tiling = s.winograd().then_some(match pool {
+        true => Tiling::F4,
+        false => Tiling::F2,
+    });
+    let (x, channels_last_in) = image_values(x, tiling == Some(Tiling::F4));
+    // One input channel, pooled: [`first_conv`], window by window.
+    let direct = s.c_in == 1 && pool;
+    let channels_last_out = (tiling == Some(Tiling::F4) || direct) && !keep_argmax;
     let (out_h, out_w) = match pool {
         true => (s.height.div_ceil(2), s.width.div_ceil(2)),
         false => (s.height, s.width),
@@ -496,17 +548,12 @@ fn conv_forward(
     let mut out = vec![0f32; s.batch * out_image];
     let argmax_too = pool && keep_argmax;
     let mut argmax = vec![0u8; if argmax_too { out.len() } else { 0 }];
-    // F(4×4) where a pooling takes its blocks' four windows; the gradients of a training
-    // step's are F(2×2)'s, which computes the same function (up to rounding) in shorter
-    // blocks, for which the pooling leaves the gradients' transforms no work.
-    let tiling = s.winograd().then_some(match pool {
-        true => Tiling::F4,
-        false => Tiling::F2,
-    });
     let kernels = tiling.map(|t| t.kernels(&weight, s.c_out, s.c_in));
-    let group = match tiling {
-        Some(t) => s.winograd_group(t),
-        None => s.group(),
+    let taps = direct.then(|| first_conv::taps(&weight, s.c_out));
+    let group = match (tiling, direct) {
+        (Some(t), _) => s.winograd_group(t),
+        (None, true) => FIRST_CONV_GROUP.min(s.batch.max(1)),
+        (None, false) => s.group(),
     };
     let groups = s.batch.div_ceil(group);
     let mut argmax_chunks: Vec<Option<&mut [u8]>> = match argmax_too {
@@ -526,9 +573,13 @@ fn conv_forward(
                 argmax: argmax.as_deref_mut(),
             };
             match (tiling, &kernels) {
+                _ if let Some(taps) = &taps => {
+                    first_conv_group(&s, taps, x, sink, channels_last_out)
+                }
                 (Some(Tiling::F4), Some(u)) => {
                     with_scratch(s.winograd_scratch(Tiling::F4, images), |scratch| {
-                        winograd4_group(&s, u, x, images, sink, scratch)
+                        let layouts = (channels_last_in, channels_last_out);
+                        winograd4_group(&s, u, x, layouts, sink, scratch)
                     })
                 }
                 (Some(t), Some(u)) => with_scratch(s.winograd_scratch(t, images), |scratch| {
@@ -539,8 +590,36 @@ fn conv_forward(
                 }),
             }
         });
-    let dims = [s.batch, s.c_out, out_h, out_w];
-    (FlexTensor::from_data(TensorData::new(out, dims)), argmax)
+    let out = match channels_last_out {
+        true => FlexTensor::from_data(TensorData::new(out, [s.batch, out_h, out_w, s.c_out]))
+            .permute(&[0, 3, 1, 2]),
+        false => FlexTensor::from_data(TensorData::new(out, [s.batch, s.c_out, out_h, out_w])),
+    };
+    (out, argmax)
+}
+
+/// Images per group of [`first_conv`]'s convolutions: enough to make a task of a few dozen
+/// microseconds.
+const FIRST_CONV_GROUP: usize = 8;
+
+/// One group's pooled convolutions through [`first_conv`], image by image, into the sink
+/// (channels-last with `channels_last`).
+fn first_conv_group(s: &Shape, taps: &[f32], x: &[f32], sink: Sink<'_>, channels_last: bool) {
+    let dims = (s.height, s.width);
+    let mut padded = vec![0f32; first_conv::padded_len(s.height, s.width)];
+    let out_image = sink.out.len() / sink.images;
+    let mut argmax = sink.argmax.map(|a| a.chunks_mut(out_image));
+    for (image, out) in x
+        .chunks_exact(s.pixels())
+        .zip(sink.out.chunks_mut(out_image))
+    {
+        let to = first_conv::Pooled {
+            out,
+            argmax: argmax.as_mut().and_then(|a| a.next()).unwrap_or_default(),
+            channels_last,
+        };
+        first_conv::conv_relu_pool(image, dims, taps, sink.bias, &mut padded, to);
+    }
 }
 
 /// Where a group's outputs go: its `images`' slice of the output (and of the argmax, when
@@ -635,7 +714,7 @@ fn winograd_products(
     s: &Shape,
     tiling: Tiling,
     kernels: &[f32],
-    x: &[f32],
+    (x, channels_last): (&[f32], bool),
     v: &mut [f32],
     m: &mut [f32],
 ) -> (usize, usize) {
@@ -649,19 +728,34 @@ fn winograd_products(
     for (i, image) in x.chunks_exact(s.image_in()).enumerate() {
         let at = (i * blocks, plane_v);
         match tiling {
-            Tiling::F2 => winograd::transform_image(image, dims, v, at, padded),
-            Tiling::F4 => winograd4::transform_image(image, dims, v, at, padded),
+            Tiling::F2 => {
+                assert!(!channels_last, "F(2×2) reads Burn's layout");
+                winograd::transform_image(image, dims, v, at, padded)
+            }
+            Tiling::F4 => winograd4::transform_image(image, dims, channels_last, v, at, padded),
         }
     }
     let n = images * blocks;
     for xi in 0..tiling.positions() {
-        product(
-            (s.c_out, s.c_in, n),
-            &mut m[xi * plane_m..],
-            (&kernels[xi * s.c_out * s.c_in..], s.c_in as isize, 1),
-            (&v[xi * plane_v..], 1, s.c_in as isize),
-            false,
-        );
+        let (u, v) = (&kernels[xi * s.c_out * s.c_in..], &v[xi * plane_v..]);
+        match tiling {
+            Tiling::F2 => product(
+                (s.c_out, s.c_in, n),
+                &mut m[xi * plane_m..],
+                (u, s.c_in as isize, 1),
+                (v, 1, s.c_in as isize),
+                false,
+            ),
+            // `[blocks, out]`: `gemm` reads both operands as they lie (its 64-row side the
+            // kernels' outputs), where `[out, blocks]` made it copy every transformed block.
+            Tiling::F4 => product(
+                (n, s.c_in, s.c_out),
+                &mut m[xi * plane_m..],
+                (v, s.c_in as isize, 1),
+                (u, s.c_out as isize, 1),
+                false,
+            ),
+        }
     }
     (n, plane_m)
 }
@@ -679,7 +773,7 @@ fn winograd_group(
     let (th, tw) = winograd::blocks(s.height, s.width);
     let blocks = th * tw;
     let [v, m, corners] = scratch;
-    let (n, plane_m) = winograd_products(s, Tiling::F2, kernels, x, v, m);
+    let (n, plane_m) = winograd_products(s, Tiling::F2, kernels, (x, false), v, m);
     let dims = (s.height, s.width);
     match sink.then {
         Then::ReluPool => unreachable!("a pooled convolution takes winograd4_group"),
@@ -702,86 +796,33 @@ fn winograd_group(
     }
 }
 
-/// One group's pooled forward pass through [`winograd4`]: its images' 4×4 blocks transformed
-/// side by side, the 36 products, and each output channel's block sums pooled, four windows a
-/// block (with their argmax when the sink keeps it), into the sink.
+/// One group's pooled forward pass through [`winograd4`]: its images (`x`, channels-last with
+/// `layouts.0`) transformed side by side in 4×4 blocks, the 36 products, and each block's sums
+/// pooled, four windows a block, into the sink (channels-last with `layouts.1`), with their
+/// argmax when the sink keeps it.
 fn winograd4_group(
     s: &Shape,
     kernels: &[f32],
     x: &[f32],
-    images: usize,
-    mut sink: Sink<'_>,
+    (channels_last_in, channels_last_out): (bool, bool),
+    sink: Sink<'_>,
     scratch: [&mut [f32]; 3],
 ) {
-    let (th, tw) = Tiling::F4.blocks(s.height, s.width);
-    let blocks = th * tw;
-    let [v, m, windows] = scratch;
-    let (n, plane_m) = winograd_products(s, Tiling::F4, kernels, x, v, m);
-    // Whether each block's windows have their bottom rows and right columns in the image.
-    let (h, w) = (s.height, s.width);
-    let inside: Vec<u8> = (0..n)
-        .map(|b| b % blocks)
-        .map(|b| winograd4::inside(4 * (b / tw), 4 * (b % tw), h, w))
-        .collect();
-    let pw = w.div_ceil(2);
-    let (w0, rest) = windows.split_at_mut(n);
-    let (w1, rest) = rest.split_at_mut(n);
-    let (w2, w3) = rest.split_at_mut(n);
-    let mut argmax = vec![0u8; if sink.argmax.is_some() { 4 * n } else { 0 }];
-    for o in 0..s.c_out {
-        let out = [&mut *w0, &mut *w1, &mut *w2, &mut *w3];
-        let quarter = argmax.len() / 4;
-        let (a0, rest) = argmax.split_at_mut(quarter);
-        let (a1, rest) = rest.split_at_mut(a0.len());
-        let (a2, a3) = rest.split_at_mut(a0.len());
-        winograd4::pool_blocks(
-            &m[o * n..],
-            plane_m,
-            sink.bias[o],
-            &inside,
-            out,
-            [a0, a1, a2, a3],
-        );
-        for i in 0..images {
-            let (plane, plane_argmax) = sink.plane(i, o);
-            let first = i * blocks;
-            interleave_windows([&*w0, &*w1, &*w2, &*w3], first, (tw, pw), plane);
-            if let Some(dst) = plane_argmax {
-                let windows = [
-                    &argmax[..n],
-                    &argmax[n..],
-                    &argmax[2 * n..],
-                    &argmax[3 * n..],
-                ];
-                interleave_windows(windows, first, (tw, pw), dst);
-            }
-        }
-    }
-}
-
-/// An image's pooled plane (`pw` windows a row) from its blocks' four windows (`windows[2·row
-/// + column][first + block]`, `tw` blocks a row): pooled row `2·by + row` holds windows
-/// `(row, 0)` and `(row, 1)` of block row `by`'s blocks, alternately.
-fn interleave_windows<T: Copy>(
-    windows: [&[T]; 4],
-    first: usize,
-    (tw, pw): (usize, usize),
-    plane: &mut [T],
-) {
-    for (y, row) in plane.chunks_exact_mut(pw).enumerate() {
-        let at = first + (y / 2) * tw;
-        let (left, right) = match y % 2 {
-            0 => (&windows[0][at..][..tw], &windows[1][at..][..tw]),
-            _ => (&windows[2][at..][..tw], &windows[3][at..][..tw]),
-        };
-        let (pairs, last) = row.split_at_mut(pw / 2 * 2);
-        for (pair, (&l, &r)) in pairs.chunks_exact_mut(2).zip(left.iter().zip(right)) {
-            pair.copy_from_slice(&[l, r]);
-        }
-        if let Some(last) = last.first_mut() {
-            *last = left[pw / 2];
-        }
-    }
+    let [v, m, _] = scratch;
+    let (_, plane_m) = winograd_products(s, Tiling::F4, kernels, (x, channels_last_in), v, m);
+    let dims = (s.height, s.width);
+    let (blocks, channel_stride) =
+        winograd4::pooled_blocks(sink.images, dims, s.c_out, channels_last_out);
+    let argmax = sink.argmax.unwrap_or_default();
+    winograd4::pool_blocks(
+        m,
+        plane_m,
+        sink.bias,
+        &blocks,
+        sink.out,
+        argmax,
+        channel_stride,
+    );
 }
 
 /// `v` through a relu with `relu`: zero where `v <= 0`, NaN kept (Burn's relu).
@@ -1326,6 +1367,19 @@ mod tests {
         TensorData::new(v, dims)
     }
 
+    /// [`values`] lit only in the middle of each image, as MNIST's digits: the border's
+    /// neighbourhoods are all zero.
+    fn digits(dims: [usize; 4], seed: usize) -> TensorData {
+        let [.., h, w] = dims;
+        let middle = |i: usize, side: usize| (side / 4..side - side / 4).contains(&i);
+        let lit = values(dims, seed);
+        let v = lit.iter::<f32>().enumerate().map(|(i, v)| {
+            let (y, x) = (i / w % h, i % w);
+            if middle(y, h) && middle(x, w) { v } else { 0.0 }
+        });
+        TensorData::new(v.collect::<Vec<_>>(), dims)
+    }
+
     fn close(ours: &[f32], burns: &[f32], what: &str) {
         assert_eq!(ours.len(), burns.len(), "{what}: sizes");
         let scale = burns.iter().fold(1f32, |m, v| m.max(v.abs()));
@@ -1362,7 +1416,12 @@ mod tests {
         let run = |kernels: bool| {
             // A CNN's images need no gradient; its first convolution takes the loops for one
             // channel.
-            let x = Tensor::<4>::from_data(values([batch, c_in, side, side], data_seeds[0]), &ad);
+            let dims = [batch, c_in, side, side];
+            let x = match c_in {
+                1 => digits(dims, data_seeds[0]),
+                _ => values(dims, data_seeds[0]),
+            };
+            let x = Tensor::<4>::from_data(x, &ad);
             let x = if c_in > 1 { x.require_grad() } else { x };
             let y = match kernels {
                 true => ours(&conv, &x).expect("this module's operation on flex"),
@@ -1401,7 +1460,11 @@ mod tests {
 
         let valid = conv.valid();
         let dims = [batch, c_in, side, side];
-        let x = Tensor::<4>::from_data(values(dims, data_seeds[2]), &Device::flex());
+        let x = match c_in {
+            1 => digits(dims, data_seeds[2]),
+            _ => values(dims, data_seeds[2]),
+        };
+        let x = Tensor::<4>::from_data(x, &Device::flex());
         let ours = ours(&valid, &x).expect("this module's operation on flex");
         let burns = burns(&valid, x);
         close(&floats(ours), &floats(burns), &format!("{case}, inference"));
@@ -1437,8 +1500,9 @@ mod tests {
     }
 
     /// A convolution, relu and pooling as one operation equal Burn's three, forward and every
-    /// gradient, through the unfolded products (one and three channels) and Winograd's (8, 32
-    /// and 64), odd sides included; on 2 threads and 1, bit-identical.
+    /// gradient, through the direct one-channel convolution (digit-like images), the unfolded
+    /// products (three channels) and Winograd's (8, 32 and 64), odd sides included; on 2
+    /// threads and 1, bit-identical.
     #[test]
     fn convolution_relu_and_pooling_as_one_equal_burns() {
         for (batch, c_in, c_out, side) in [
@@ -1447,6 +1511,7 @@ mod tests {
             (3, 64, 128, 7),
             (5, 8, 6, 5),
             (9, 3, 4, 6),
+            (5, 1, 20, 7),
         ] {
             agrees_with_burns(
                 (batch, c_in, c_out, side),
@@ -1456,6 +1521,45 @@ mod tests {
                 |conv, x| burns_pool(burn::tensor::activation::relu(conv.forward(x))),
             );
         }
+    }
+
+    /// In inference a pooled convolution through F(4×4) returns its output channels-last:
+    /// the next pooled convolution reads it as it lies, and every other reader (a flatten, a
+    /// convolution without pooling, a pooling) as Burn's dimensions say. All equal Burn's.
+    #[test]
+    fn channels_last_outputs_read_as_burns() {
+        let device = Device::flex();
+        device.seed(5);
+        let layer = |c_in: usize, c_out: usize| {
+            Conv2dConfig::new([c_in, c_out], [K, K])
+                .with_padding(PaddingConfig2d::Same)
+                .init(&device)
+        };
+        let (first, second) = (layer(8, 16), layer(16, 24));
+        let x = Tensor::<4>::from_data(values([5, 8, 14, 14], 11), &device);
+        let burns = |conv: &Conv2d, x: Tensor<4>| {
+            burns_pool(burn::tensor::activation::relu(conv.forward(x)))
+        };
+        let ours = conv3x3_relu_pool(&first, &x).expect("flex");
+        let primitive = ours.clone().try_into_primitive::<Flex>().expect("flex");
+        assert!(!primitive.is_contiguous(), "a channels-last view");
+        let reference = burns(&first, x);
+        close(&floats(ours.clone()), &floats(reference.clone()), "first");
+        let chained = conv3x3_relu_pool(&second, &ours).expect("flex");
+        let flat = |t: Tensor<4>| -> Vec<f32> {
+            let t: Tensor<2> = t.reshape([5, 24 * 4 * 4]);
+            t.into_data().iter::<f32>().collect()
+        };
+        close(
+            &flat(chained),
+            &flat(burns(&second, reference.clone())),
+            "chained",
+        );
+        let stored = conv3x3(&second, &ours, true).expect("flex");
+        let want = burn::tensor::activation::relu(second.forward(reference.clone()));
+        close(&floats(stored), &floats(want), "stored");
+        let pooled = max_pool2x2(&ours).expect("flex");
+        close(&floats(pooled), &floats(burns_pool(reference)), "pooled");
     }
 
     /// Max-pooling and its gradient equal Burn's, odd sides (Keras' SAME: 7 → 4) included.

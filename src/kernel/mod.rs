@@ -2,7 +2,8 @@
 //! where each runs ([`FastPaths`], [`runs_on`], [`trains_on`], [`evaluates_on`]): the hidden
 //! layers' activations ([`activation`]), the later dense layers' products ([`dense`], on flex),
 //! the CNN's convolutions and pooling ([`conv`], on flex, some products through Winograd's
-//! transforms in `winograd`), the first dense layer computed from
+//! transforms in `winograd` and `winograd4`, the first one over the windows that see a lit
+//! pixel in `first_conv`), the first dense layer computed from
 //! the images' lit pixels and its weight gradient, and the choice of the compiled loops this
 //! CPU runs ([`KernelPath`]).
 //!
@@ -37,6 +38,8 @@ pub mod conv;
 mod cpu;
 #[cfg(feature = "flex")]
 pub mod dense;
+#[cfg(feature = "flex")]
+mod first_conv;
 mod first_layer;
 #[cfg(feature = "flex")]
 mod flex;

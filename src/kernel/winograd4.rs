@@ -1,18 +1,21 @@
-//! Winograd's F(4×4, 3×3) for the CNN's pooled convolutions in inference: each 4×4 block of
+//! Winograd's F(4×4, 3×3) for the CNN's pooled convolutions' forward pass: each 4×4 block of
 //! outputs from a 6×6 block of inputs with 36 multiplications per channel pair, where
 //! [`super::winograd`]'s F(2×2, 3×3) takes 64 and the direct sum 144 (Lavin and Gray, "Fast
 //! Algorithms for Convolutional Neural Networks", 2016, with the points 0, ±1, ±2).
 //!
 //! The same three transforms as there (inputs `Bᵀ d B`, kernels `G g Gᵀ`, outputs `Aᵀ m A`)
-//! around 36 products `[out, in] · [in, blocks]`, the inputs' blocks channels-last. A 4×4
-//! output block is four 2×2 pooling windows, which [`pool_blocks`] takes from its 36 sums.
+//! around 36 products `[blocks, in] · [in, out]`, everything channels-last: the inputs'
+//! blocks, the kernels, and the products' sums, so that `gemm` copies neither operand and the
+//! pooling reads and writes whole vectors of channels. A 4×4 output block is four 2×2 pooling
+//! windows, which [`pool_blocks`] takes from its 36 sums, into a channels-last output (the
+//! next convolution's input in inference) or Burn's layout with the argmax (training).
 //! Its products are 27% shorter than F(2×2)'s on a 14×14 image and 44% on a 7×7 one (two
 //! blocks a side, of which the last is partly outside), and its block sums, which are written
 //! by the products and read back, half as many per output. The price is rounding: the
 //! transforms' coefficients (up to 8, and sixths in the kernels') make its error about ten
 //! times F(2×2)'s, still within a few units in the sixth digit of the largest output (tested
-//! against Burn's convolution in [`super::conv`]). So it runs where no gradient follows, the
-//! test pass; training keeps F(2×2), whose backward pass is its exact adjoint.
+//! against Burn's convolution in [`super::conv`]). The gradients of a training step take
+//! F(2×2)'s exact adjoint, of the same function up to rounding.
 //! Hand-written: no crate offers it for Burn's tensors.
 
 use super::cpu::vectorized;
@@ -138,11 +141,13 @@ vectorized! {
     /// One image's input transform: for each block `b` and channel `c`,
     /// `v[ξ][column + b][c] = (Bᵀ d B)[ξ]` with `d` the block's 6×6 inputs of channel `c` (zero
     /// outside the image), the `v[ξ]` `plane` floats apart. As in [`super::winograd`], the image
-    /// is first copied channels-last into `padded` (scratch of at least [`padded_len`] floats,
-    /// zero where no pixel of an image goes: the caller zeroes it once for images of one size).
+    /// (`[channel][y][x]`, or `[y][x][channel]` with `channels_last`) is first copied
+    /// channels-last into `padded` (scratch of at least [`padded_len`] floats, zero where no
+    /// pixel of an image goes: the caller zeroes it once for images of one size).
     pub(super) fn transform_image(
         image: &[f32],
         dims: (usize, usize, usize),
+        channels_last: bool,
         v: &mut [f32],
         at: (usize, usize),
         padded: &mut [f32],
@@ -153,20 +158,31 @@ vectorized! {
         // 4·by .. 4·by + 6 and columns 4·bx .. 4·bx + 6.
         let pw = 4 * tw + 2;
         let padded = &mut padded[..(4 * th + 2) * pw * c_in];
-        super::winograd::channels_last(image, dims, pw, padded);
+        if channels_last {
+            // Each row of pixels is already as `padded` holds it.
+            let row = width * c_in;
+            for (y, pixels) in image[..height * row].chunks_exact(row).enumerate() {
+                padded[((y + 1) * pw + 1) * c_in..][..row].copy_from_slice(pixels);
+            }
+        } else {
+            super::winograd::channels_last(image, dims, pw, padded);
+        }
         let padded = &*padded;
         assert!(v.len() >= (POSITIONS - 1) * plane + (column + th * tw) * c_in);
+        let (mut work, mut work_one) = ([[[0f32; LANES]; 6]; 6], [[[0f32; 1]; 6]; 6]);
         for by in 0..th {
             for bx in 0..tw {
                 let origin = (4 * by * pw + 4 * bx) * c_in;
                 let at = (column + by * tw + bx) * c_in;
                 let mut c = 0;
                 while c + LANES <= c_in {
-                    transform_block::<LANES>(padded, (origin, pw, c_in), v, (at, plane), c);
+                    let at = (at, plane);
+                    transform_block::<LANES>(padded, (origin, pw, c_in), v, at, c, &mut work);
                     c += LANES;
                 }
                 while c < c_in {
-                    transform_block::<1>(padded, (origin, pw, c_in), v, (at, plane), c);
+                    let at = (at, plane);
+                    transform_block::<1>(padded, (origin, pw, c_in), v, at, c, &mut work_one);
                     c += 1;
                 }
             }
@@ -179,7 +195,9 @@ const LANES: usize = 16;
 
 /// `Bᵀ d B` of one block for channels `c .. c + L`: `d` the 6×6 pixels from `origin` of
 /// `padded` (`pw` pixels a row, `c_in` floats a pixel); into `v[ξ][at + c ..]`, `plane` apart.
-/// Explicit loops: arrays built through `map` or `from_fn` here were calls, not inlined.
+/// Explicit loops: arrays built through `map` or `from_fn` here were calls, not inlined. `t`:
+/// working space, its values overwritten (zeroed afresh for each block, it was a `memset`
+/// call each time, 8% of a test pass with the pooling's).
 #[inline(always)]
 fn transform_block<const L: usize>(
     padded: &[f32],
@@ -187,9 +205,9 @@ fn transform_block<const L: usize>(
     v: &mut [f32],
     (at, plane): (usize, usize),
     c: usize,
+    t: &mut [[[f32; L]; 6]; 6],
 ) {
     // t[i][s] = (Bᵀ d)[i][s]: each column of the block through Bᵀ.
-    let mut t = [[[0f32; L]; 6]; 6];
     for s in 0..6 {
         let mut x = [[0f32; L]; 6];
         for (r, x) in x.iter_mut().enumerate() {
@@ -217,86 +235,153 @@ fn transform_block<const L: usize>(
     }
 }
 
-/// `inside` bits of a block: its top windows' bottom row is in the image.
-pub(super) const TOP_ROW: u8 = 1;
-/// Its bottom windows' bottom row.
-pub(super) const BOTTOM_ROW: u8 = 2;
-/// Its left windows' right column.
-pub(super) const LEFT_COLUMN: u8 = 4;
-/// Its right windows' right column.
-pub(super) const RIGHT_COLUMN: u8 = 8;
+/// Where one 4×4 block's pooled windows go: the rows and columns of its outputs inside the
+/// image (1 to 4), and for each of its four 2×2 windows (`2·row + column`) the offset of its
+/// first channel in the output, `None` for a window wholly outside the image.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Block {
+    pub rows: usize,
+    pub columns: usize,
+    pub windows: [Option<usize>; 4],
+}
 
-/// The `inside` bits of the block whose top-left output is `(y, x)` in an image of `height`
-/// × `width`.
-pub(super) fn inside(y: usize, x: usize, height: usize, width: usize) -> u8 {
-    let bit = |is: bool, bit: u8| if is { bit } else { 0 };
-    bit(y + 1 < height, TOP_ROW)
-        | bit(y + 3 < height, BOTTOM_ROW)
-        | bit(x + 1 < width, LEFT_COLUMN)
-        | bit(x + 3 < width, RIGHT_COLUMN)
+/// The blocks of `images` images of `height × width` in order, with where their pooled windows
+/// go in those images' output of `c_out` channels: `[image][y][x][channel]` with
+/// `channels_last`, else `[image][channel][y][x]`. And the floats from one channel to the next.
+pub(super) fn pooled_blocks(
+    images: usize,
+    (height, width): (usize, usize),
+    c_out: usize,
+    channels_last: bool,
+) -> (Vec<Block>, usize) {
+    let (th, tw) = blocks(height, width);
+    let (ph, pw) = (height.div_ceil(2), width.div_ceil(2));
+    let offset = |i: usize, py: usize, px: usize| match channels_last {
+        true => ((i * ph + py) * pw + px) * c_out,
+        false => i * c_out * ph * pw + py * pw + px,
+    };
+    let mut all = Vec::with_capacity(images * th * tw);
+    for i in 0..images {
+        for (by, bx) in (0..th).flat_map(|by| (0..tw).map(move |bx| (by, bx))) {
+            let (rows, columns) = ((height - 4 * by).min(4), (width - 4 * bx).min(4));
+            let window = |w: usize| {
+                let (r, k) = (w / 2, w % 2);
+                (2 * r < rows && 2 * k < columns).then(|| offset(i, 2 * by + r, 2 * bx + k))
+            };
+            all.push(Block {
+                rows,
+                columns,
+                windows: [window(0), window(1), window(2), window(3)],
+            });
+        }
+    }
+    (all, if channels_last { 1 } else { ph * pw })
 }
 
 vectorized! {
     /// The 2×2 max-pooling of `relu(bias + ·)` over the four windows of each 4×4 block, from
-    /// its 36 sums (`m[ξ][block]`, `stride` floats apart, `inside.len()` blocks): window
-    /// `2·row + column` of block `b` into `out[window][b]`, and which of its pixels held the
-    /// maximum into `argmax[window][b]` unless `argmax`'s slices are empty (as
-    /// [`super::conv`]'s `window` numbers them, the first of equal ones). `inside[b]`'s bits say
-    /// which of its windows' last rows and columns are in the image; a pixel outside counts as
-    /// 0, which changes no maximum of relu'd values and never wins a tie against the window's
-    /// top-left pixel, which is always inside. Windows wholly outside give values no one reads.
+    /// its 36 sums (`m[ξ][block][channel]`, `plane` floats between positions, `blocks.len()`
+    /// blocks of `bias.len()` channels): window `w` of block `b`'s channel `c` into
+    /// `out[blocks[b].windows[w] + c · channel_stride]`, and which of its pixels held the
+    /// maximum into `argmax` at the same place unless `argmax` is empty (as [`super::conv`]'s
+    /// `window` numbers them, the first of equal ones). A pixel outside the image counts as 0,
+    /// which changes no maximum of relu'd values and never wins a tie against the window's
+    /// top-left pixel, which is always inside. Sixteen channels at a time: the sums of a block
+    /// are read, and its windows written channels-last, in whole vectors.
     pub(super) fn pool_blocks(
         m: &[f32],
-        stride: usize,
-        bias: f32,
-        inside: &[u8],
-        out: [&mut [f32]; 4],
-        argmax: [&mut [u8]; 4],
+        plane: usize,
+        bias: &[f32],
+        blocks: &[Block],
+        out: &mut [f32],
+        argmax: &mut [u8],
+        channel_stride: usize,
     ) {
-        let blocks = inside.len();
-        let mut out = out.map(|o| &mut o[..blocks]);
-        assert!(m.len() >= (POSITIONS - 1) * stride + blocks);
-        let mut b = 0;
-        if argmax[0].is_empty() {
-            while b + LANES <= blocks {
-                pool_lanes::<LANES, false>(m, stride, bias, inside, (&mut out, &mut []), b);
-                b += LANES;
-            }
-            while b < blocks {
-                pool_lanes::<1, false>(m, stride, bias, inside, (&mut out, &mut []), b);
-                b += 1;
-            }
-        } else {
-            let mut argmax = argmax.map(|a| &mut a[..blocks]);
-            while b + LANES <= blocks {
-                pool_lanes::<LANES, true>(m, stride, bias, inside, (&mut out, &mut argmax), b);
-                b += LANES;
-            }
-            while b < blocks {
-                pool_lanes::<1, true>(m, stride, bias, inside, (&mut out, &mut argmax), b);
-                b += 1;
-            }
+        let c_out = bias.len();
+        assert!(m.len() >= (POSITIONS - 1) * plane + blocks.len() * c_out);
+        let to = Windows {
+            out,
+            argmax,
+            channel_stride,
+        };
+        match (to.argmax.is_empty(), channel_stride) {
+            (true, 1) => pool_channels::<false, true>(m, plane, bias, blocks, to),
+            (true, _) => pool_channels::<false, false>(m, plane, bias, blocks, to),
+            (false, 1) => pool_channels::<true, true>(m, plane, bias, blocks, to),
+            (false, _) => pool_channels::<true, false>(m, plane, bias, blocks, to),
         }
     }
 }
 
-/// [`pool_blocks`] for blocks `first .. first + L`, the lanes innermost so that they vectorize;
-/// the argmax too with `ARGMAX`.
+/// Where [`pool_blocks`] writes.
+struct Windows<'a> {
+    out: &'a mut [f32],
+    argmax: &'a mut [u8],
+    channel_stride: usize,
+}
+
+/// [`pool_blocks`] with its argmax with `ARGMAX`, and its channels consecutive with
+/// `CHANNELS_LAST` (`channel_stride` 1), so that their stores are vectors.
 #[inline(always)]
-fn pool_lanes<const L: usize, const ARGMAX: bool>(
+fn pool_channels<const ARGMAX: bool, const CHANNELS_LAST: bool>(
     m: &[f32],
-    stride: usize,
-    bias: f32,
-    inside: &[u8],
-    (out, argmax): (&mut [&mut [f32]; 4], &mut [&mut [u8]]),
-    first: usize,
+    plane: usize,
+    bias: &[f32],
+    blocks: &[Block],
+    mut to: Windows,
 ) {
+    let c_out = bias.len();
+    let (mut work, mut work_one) = (Sums::<LANES>::new(), Sums::<1>::new());
+    for (b, block) in blocks.iter().enumerate() {
+        let mut c = 0;
+        while c + LANES <= c_out {
+            let at = (b, block);
+            pool_lanes::<LANES, ARGMAX, CHANNELS_LAST>(m, plane, bias, at, &mut to, c, &mut work);
+            c += LANES;
+        }
+        while c < c_out {
+            let at = (b, block);
+            pool_lanes::<1, ARGMAX, CHANNELS_LAST>(m, plane, bias, at, &mut to, c, &mut work_one);
+            c += 1;
+        }
+    }
+}
+
+/// The working space of [`pool_lanes`], kept from block to block (see [`transform_block`]'s):
+/// `Aᵀ m`, and the 4×4 outputs.
+struct Sums<const L: usize> {
+    s: [[[f32; L]; 6]; 4],
+    y: [[[f32; L]; 4]; 4],
+}
+
+impl<const L: usize> Sums<L> {
+    fn new() -> Self {
+        Self {
+            s: [[[0.0; L]; 6]; 4],
+            y: [[[0.0; L]; 4]; 4],
+        }
+    }
+}
+
+/// [`pool_blocks`] for channels `c .. c + L` of block `b`, the lanes innermost so that they
+/// vectorize.
+#[inline(always)]
+fn pool_lanes<const L: usize, const ARGMAX: bool, const CHANNELS_LAST: bool>(
+    m: &[f32],
+    plane: usize,
+    bias: &[f32],
+    (b, block): (usize, &Block),
+    to: &mut Windows,
+    c: usize,
+    work: &mut Sums<L>,
+) {
+    let Sums { s, y } = work;
+    let first = b * bias.len() + c;
     // s = Aᵀ m: each column of the 6×6 sums through Aᵀ.
-    let mut s = [[[0f32; L]; 6]; 4];
     for j in 0..6 {
         let mut x = [[0f32; L]; 6];
         for (i, x) in x.iter_mut().enumerate() {
-            x.copy_from_slice(&m[(i * 6 + j) * stride + first..][..L]);
+            x.copy_from_slice(&m[(i * 6 + j) * plane + first..][..L]);
         }
         for l in 0..L {
             let r = output_rows([x[0][l], x[1][l], x[2][l], x[3][l], x[4][l], x[5][l]]);
@@ -306,38 +391,44 @@ fn pool_lanes<const L: usize, const ARGMAX: bool>(
         }
     }
     // y = (Aᵀ m) A, with the bias, through the relu.
-    let mut y = [[[0f32; L]; 4]; 4];
-    for (y, s) in y.iter_mut().zip(&s) {
+    let bias: &[f32; L] = bias[c..c + L].try_into().expect("L channels");
+    for (y, s) in y.iter_mut().zip(s.iter()) {
         for l in 0..L {
             let r = output_rows([s[0][l], s[1][l], s[2][l], s[3][l], s[4][l], s[5][l]]);
             for (k, r) in r.into_iter().enumerate() {
-                y[k][l] = super::conv::activated(r + bias, true);
+                y[k][l] = super::conv::activated(r + bias[l], true);
             }
         }
     }
-    let inside: &[u8; L] = inside[first..first + L].try_into().expect("L blocks");
-    for (w, out) in out.iter_mut().enumerate() {
+    for (w, at) in block.windows.iter().enumerate() {
+        let Some(at) = *at else { continue };
         let (r, k) = (2 * (w / 2), 2 * (w % 2));
-        let row_bit = if w < 2 { TOP_ROW } else { BOTTOM_ROW };
-        let col_bit = if w % 2 == 0 {
-            LEFT_COLUMN
-        } else {
-            RIGHT_COLUMN
-        };
+        // Outputs outside the image count as 0.
+        let (row_in, column_in) = (r + 1 < block.rows, k + 1 < block.columns);
+        let mut best = [0f32; L];
+        let mut which = [0u8; L];
         for l in 0..L {
-            let (row_in, col_in) = (inside[l] & row_bit != 0, inside[l] & col_bit != 0);
-            let a = y[r][k][l];
-            let b = if col_in { y[r][k + 1][l] } else { 0.0 };
-            let c = if row_in { y[r + 1][k][l] } else { 0.0 };
-            let d = if row_in && col_in {
+            let right = if column_in { y[r][k + 1][l] } else { 0.0 };
+            let below = if row_in { y[r + 1][k][l] } else { 0.0 };
+            let across = if row_in && column_in {
                 y[r + 1][k + 1][l]
             } else {
                 0.0
             };
-            let (v, at) = super::conv::window(a, b, c, d);
-            out[first + l] = v;
+            (best[l], which[l]) = super::conv::window(y[r][k][l], right, below, across);
+        }
+        let at = at + c * to.channel_stride;
+        if CHANNELS_LAST {
+            to.out[at..at + L].copy_from_slice(&best);
             if ARGMAX {
-                argmax[w][first + l] = at;
+                to.argmax[at..at + L].copy_from_slice(&which);
+            }
+        } else {
+            for l in 0..L {
+                to.out[at + l * to.channel_stride] = best[l];
+                if ARGMAX {
+                    to.argmax[at + l * to.channel_stride] = which[l];
+                }
             }
         }
     }
@@ -352,7 +443,8 @@ mod tests {
     /// even and odd sides alike, to F(4×4)'s rounding.
     #[test]
     fn transforms_compute_the_pooled_convolution() {
-        for (c_in, c_out, h, w) in [(2, 3, 8, 8), (3, 2, 7, 7), (17, 2, 14, 14), (4, 5, 5, 6)] {
+        let shapes = [(2, 3, 8, 8), (3, 33, 7, 7), (17, 18, 14, 14), (4, 5, 5, 6)];
+        for (c_in, c_out, h, w) in shapes {
             let (image, weight) = example((c_in, c_out, h, w));
             let (th, tw) = blocks(h, w);
             let n = th * tw;
@@ -360,43 +452,92 @@ mod tests {
             transform_kernels(&weight, c_out, c_in, &mut u);
             let mut v = vec![f32::NAN; POSITIONS * c_in * n];
             let mut padded = vec![0f32; padded_len(h, w, c_in)];
-            transform_image(&image, (c_in, h, w), &mut v, (0, c_in * n), &mut padded);
-            let m = products(&u, &v, (POSITIONS, c_in, c_out, n));
-            let inside: Vec<u8> = (0..n)
-                .map(|b| inside(4 * (b / tw), 4 * (b % tw), h, w))
+            let at = (0, c_in * n);
+            transform_image(&image, (c_in, h, w), false, &mut v, at, &mut padded);
+            // The same image channels-last gives the same transforms.
+            let pixels: Vec<f32> = (0..h * w * c_in)
+                .map(|i| image[(i % c_in) * h * w + i / c_in])
                 .collect();
-            let bias = 0.25;
+            let mut from_pixels = vec![f32::NAN; v.len()];
+            transform_image(
+                &pixels,
+                (c_in, h, w),
+                true,
+                &mut from_pixels,
+                at,
+                &mut padded,
+            );
+            assert_eq!(
+                v, from_pixels,
+                "{c_in}→{c_out} {h}×{w}: channels-last input"
+            );
+            let m = products(&u, &v, (POSITIONS, c_in, c_out, n));
+            // As the products give them to the pooling: `[ξ][block][out]`.
+            let m: Vec<f32> = (0..POSITIONS * n * c_out)
+                .map(|at| (at / (n * c_out), at / c_out % n, at % c_out))
+                .map(|(xi, b, o)| m[(xi * c_out + o) * n + b])
+                .collect();
+            let bias: Vec<f32> = (0..c_out).map(|o| 0.25 - 0.125 * o as f32).collect();
             let direct = direct(&image, &weight, (c_in, c_out, h, w));
-            for o in 0..c_out {
-                // The direct convolution's relu'd outputs, and their Keras-SAME pooling.
-                let y = |yy: usize, xx: usize| (direct[(o * h + yy) * w + xx] + bias).max(0.0);
-                let mut out = vec![vec![f32::NAN; n]; 4];
-                let [a, b, c, d] = &mut out[..] else {
-                    unreachable!()
-                };
+            let (ph, pw) = (h.div_ceil(2), w.div_ceil(2));
+            for channels_last in [false, true] {
+                let (blocks, channel_stride) = pooled_blocks(1, (h, w), c_out, channels_last);
+                let mut out = vec![f32::NAN; c_out * ph * pw];
+                let mut argmax = vec![9u8; out.len()];
                 pool_blocks(
-                    &m[o * n..],
-                    c_out * n,
-                    bias,
-                    &inside,
-                    [a, b, c, d],
-                    Default::default(),
+                    &m,
+                    n * c_out,
+                    &bias,
+                    &blocks,
+                    &mut out,
+                    &mut argmax,
+                    channel_stride,
                 );
-                for py in 0..h.div_ceil(2) {
-                    for px in 0..w.div_ceil(2) {
-                        let mut want = f32::MIN;
-                        for (yy, xx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                            let (yy, xx) = (2 * py + yy, 2 * px + xx);
-                            if yy < h && xx < w {
-                                want = want.max(y(yy, xx));
+                let mut without = vec![f32::NAN; out.len()];
+                pool_blocks(
+                    &m,
+                    n * c_out,
+                    &bias,
+                    &blocks,
+                    &mut without,
+                    &mut [],
+                    channel_stride,
+                );
+                assert_eq!(out, without, "the argmax changes no output");
+                for o in 0..c_out {
+                    // The direct convolution's relu'd outputs, and their Keras-SAME pooling.
+                    let y =
+                        |yy: usize, xx: usize| (direct[(o * h + yy) * w + xx] + bias[o]).max(0.0);
+                    for py in 0..ph {
+                        for px in 0..pw {
+                            let (mut want, mut at) = (f32::MIN, 0);
+                            for (k, (yy, xx)) in
+                                [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate()
+                            {
+                                let (yy, xx) = (2 * py + yy, 2 * px + xx);
+                                if yy < h && xx < w && y(yy, xx) > want {
+                                    (want, at) = (y(yy, xx), k as u8);
+                                }
+                            }
+                            let i = match channels_last {
+                                true => (py * pw + px) * c_out + o,
+                                false => (o * ph + py) * pw + px,
+                            };
+                            let got = out[i];
+                            assert!(
+                                (got - want).abs() < 1e-4 * want.abs().max(1.0),
+                                "{c_in}→{c_out} {h}×{w}: ({o}, {py}, {px}) {got} vs {want}"
+                            );
+                            // Ties within rounding may pick another pixel of equal value.
+                            if argmax[i] != at {
+                                let (dy, dx) = (argmax[i] as usize / 2, argmax[i] as usize % 2);
+                                assert!(
+                                    (y(2 * py + dy, 2 * px + dx) - want).abs()
+                                        < 1e-4 * want.max(1.0),
+                                    "{c_in}→{c_out} {h}×{w}: argmax of ({o}, {py}, {px})"
+                                );
                             }
                         }
-                        let (block, window) = ((py / 2) * tw + px / 2, 2 * (py % 2) + px % 2);
-                        let got = out[window][block];
-                        assert!(
-                            (got - want).abs() < 1e-4 * want.abs().max(1.0),
-                            "{c_in}→{c_out} {h}×{w}: ({o}, {py}, {px}) {got} vs {want}"
-                        );
                     }
                 }
             }
