@@ -276,8 +276,8 @@ impl Shape {
     }
 }
 
-/// Which of Winograd's algorithms a pass takes: F(2×2, 3×3) ([`winograd`]) in training, or
-/// F(4×4, 3×3) ([`winograd4`]) for a pooled convolution in inference.
+/// Which of Winograd's algorithms a pass takes: F(4×4, 3×3) ([`winograd4`]) for a pooled
+/// convolution's forward pass, F(2×2, 3×3) ([`winograd`]) for the others and for the gradients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tiling {
     F2,
@@ -529,17 +529,10 @@ fn conv_forward(
     let (bias, _) = values(bias);
     let s = Shape::of(&x_dims, &w_dims);
     let pool = then == Then::ReluPool;
-    // F(4×4) where a pooling takes its blocks' four windows; the gradients of a training
-    // step's are F(2×2)'s, which computes the same function (up to rounding) in shorter
-    // blocks, for which the pooling leaves the gradients' transforms no work.
-    let tiling = s.winograd().then_some(match pool {
-        true => Tiling::F4,
-        false => Tiling::F2,
-    });
-    let (x, channels_last_in) = image_values(x, tiling == Some(Tiling::F4));
-    // One input channel, pooled: [`first_conv`], window by window.
-    let direct = s.c_in == 1 && pool;
-    let channels_last_out = (tiling == Some(Tiling::F4) || direct) && !keep_argmax;
+    let route = Route::of(&s, pool, &weight);
+    let channels_last = matches!(route, Route::Windows(_) | Route::Winograd(Tiling::F4, _));
+    let (x, channels_last_in) = image_values(x, matches!(route, Route::Winograd(Tiling::F4, _)));
+    let channels_last_out = channels_last && !keep_argmax;
     let (out_h, out_w) = match pool {
         true => (s.height.div_ceil(2), s.width.div_ceil(2)),
         false => (s.height, s.width),
@@ -548,12 +541,10 @@ fn conv_forward(
     let mut out = vec![0f32; s.batch * out_image];
     let argmax_too = pool && keep_argmax;
     let mut argmax = vec![0u8; if argmax_too { out.len() } else { 0 }];
-    let kernels = tiling.map(|t| t.kernels(&weight, s.c_out, s.c_in));
-    let taps = direct.then(|| first_conv::taps(&weight, s.c_out));
-    let group = match (tiling, direct) {
-        (Some(t), _) => s.winograd_group(t),
-        (None, true) => FIRST_CONV_GROUP.min(s.batch.max(1)),
-        (None, false) => s.group(),
+    let group = match &route {
+        Route::Windows(_) => FIRST_CONV_GROUP.min(s.batch.max(1)),
+        Route::Winograd(t, _) => s.winograd_group(*t),
+        Route::Unfolded => s.group(),
     };
     let groups = s.batch.div_ceil(group);
     let mut argmax_chunks: Vec<Option<&mut [u8]>> = match argmax_too {
@@ -572,20 +563,20 @@ fn conv_forward(
                 out,
                 argmax: argmax.as_deref_mut(),
             };
-            match (tiling, &kernels) {
-                _ if let Some(taps) = &taps => {
-                    first_conv_group(&s, taps, x, sink, channels_last_out)
-                }
-                (Some(Tiling::F4), Some(u)) => {
+            match &route {
+                Route::Windows(taps) => first_conv_group(&s, taps, x, sink, channels_last_out),
+                Route::Winograd(Tiling::F4, u) => {
                     with_scratch(s.winograd_scratch(Tiling::F4, images), |scratch| {
                         let layouts = (channels_last_in, channels_last_out);
                         winograd4_group(&s, u, x, layouts, sink, scratch)
                     })
                 }
-                (Some(t), Some(u)) => with_scratch(s.winograd_scratch(t, images), |scratch| {
-                    winograd_group(&s, u, x, images, sink, scratch)
-                }),
-                _ => with_scratch(s.unfolded_scratch(images), |scratch| {
+                Route::Winograd(Tiling::F2, u) => {
+                    with_scratch(s.winograd_scratch(Tiling::F2, images), |scratch| {
+                        winograd_group(&s, u, x, images, sink, scratch)
+                    })
+                }
+                Route::Unfolded => with_scratch(s.unfolded_scratch(images), |scratch| {
                     unfolded_group(&s, &weight, x, images, sink, scratch)
                 }),
             }
@@ -596,6 +587,33 @@ fn conv_forward(
         false => FlexTensor::from_data(TensorData::new(out, [s.batch, s.c_out, out_h, out_w])),
     };
     (out, argmax)
+}
+
+/// How a forward pass computes a convolution, with what it prepares once a call.
+enum Route {
+    /// A pooled one-channel convolution: [`first_conv`]'s windows, the kernels `[tap][out]`.
+    Windows(Vec<f32>),
+    /// From [`WINOGRAD_MIN_CHANNELS`] input channels: Winograd's products, with the
+    /// transformed kernels.
+    Winograd(Tiling, Vec<f32>),
+    /// Products over unfolded neighbourhoods.
+    Unfolded,
+}
+
+impl Route {
+    fn of(s: &Shape, pool: bool, weight: &[f32]) -> Self {
+        match (s.c_in, pool) {
+            (1, true) => Route::Windows(first_conv::taps(weight, s.c_out)),
+            // F(4×4) where a pooling takes its blocks' four windows; the gradients of a
+            // training step's are F(2×2)'s, which computes the same function (up to rounding)
+            // in shorter blocks, for which the pooling leaves the gradients' transforms no work.
+            _ if s.winograd() => {
+                let tiling = if pool { Tiling::F4 } else { Tiling::F2 };
+                Route::Winograd(tiling, tiling.kernels(weight, s.c_out, s.c_in))
+            }
+            _ => Route::Unfolded,
+        }
+    }
 }
 
 /// Images per group of [`first_conv`]'s convolutions: enough to make a task of a few dozen
@@ -708,8 +726,9 @@ vectorized! {
 
 /// The forward products of a group of images (`x`) through `tiling`'s transforms: the images'
 /// blocks transformed side by side into `v` (scratch of [`Shape::winograd_scratch`]'s first
-/// length), then `m[ξ] = kernels[ξ] · v[ξ]` for each position, `[out, blocks]`. Returns the
-/// blocks and the floats between `m`'s planes.
+/// length), then for each position the products `m[ξ]`: `kernels[ξ] · v[ξ]`, `[out, blocks]`,
+/// for F(2×2); `v[ξ] · kernels[ξ]`, `[blocks, out]`, for F(4×4). Returns the blocks and the
+/// floats between `m`'s planes.
 fn winograd_products(
     s: &Shape,
     tiling: Tiling,

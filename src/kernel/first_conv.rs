@@ -59,9 +59,7 @@ vectorized! {
         let (height, width) = dims;
         let stride = 2 * width.div_ceil(2) + 2;
         let padded = &mut padded[..padded_len(height, width)];
-        for (y, row) in image[..height * width].chunks_exact(width).enumerate() {
-            padded[(y + 1) * stride + 1..][..width].copy_from_slice(row);
-        }
+        super::winograd::channels_last(image, (1, height, width), true, stride, padded);
         assert_eq!(taps.len(), 9 * bias.len());
         let fused = super::KernelPath::detect().fused();
         match (fused, to.argmax.is_empty()) {

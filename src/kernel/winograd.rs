@@ -11,13 +11,14 @@
 //!
 //! The fewer multiplications (2.25× on 14×14 images, 1.7× on 7×7 ones, whose last blocks are
 //! half outside) pay where the products are long: the lab's second and third convolutions
-//! (32 and 64 input channels). The first (one channel) stays a product over unfolded
-//! neighbourhoods. A pooled convolution's gradients are the exact adjoint of these
+//! (32 and 64 input channels); the first (one channel) is [`super::first_conv`]'s when pooled.
+//! A pooled convolution's gradients are the exact adjoint of these
 //! transforms ([`kernel_gradients`], [`image_gradient`]): the pooling leaves one nonzero
 //! gradient in each output block, so the blocks' sums' gradients cost no product, and the
 //! weight and input gradients are 16 products each, as short as the forward pass's (an input
 //! gradient computed as a separate convolution of the full output gradient was no faster than
-//! unfolding). Inference takes [`super::winograd4`]'s larger blocks. The
+//! unfolding). A pooled convolution's forward pass takes [`super::winograd4`]'s larger blocks,
+//! which compute the same convolution up to rounding. The
 //! transformed inputs are laid out `[ξ][block][channel]`, so that the transform runs over
 //! channels in whole vectors; `gemm` packs that layout a tenth slower than `[ξ][channel]
 //! [block]`, which the transform could only write scalar. The sums run in another order than
@@ -85,7 +86,7 @@ vectorized! {
         // 2·by .. 2·by + 4 and columns 2·bx .. 2·bx + 4.
         let pw = 2 * tw + 2;
         let padded = &mut padded[..(2 * th + 2) * pw * c_in];
-        channels_last(image, dims, pw, padded);
+        channels_last(image, dims, false, pw, padded);
         let padded = &*padded;
         for by in 0..th {
             for bx in 0..tw {
@@ -119,15 +120,25 @@ vectorized! {
     }
 }
 
-/// `image` (`[c_in, height, width]`) copied channels-last into `padded`, pixel `(y, x)` at
-/// padded pixel `(y + 1, x + 1)` of rows `pw` pixels long; the padding is left as it is.
+/// `image` (`[c_in][height][width]`, or `[height][width][c_in]` with `is_channels_last`)
+/// copied channels-last into `padded`, pixel `(y, x)` at padded pixel `(y + 1, x + 1)` of rows
+/// `pw` pixels long; the padding is left as it is.
 #[inline(always)]
 pub(super) fn channels_last(
     image: &[f32],
     (c_in, height, width): (usize, usize, usize),
+    is_channels_last: bool,
     pw: usize,
     padded: &mut [f32],
 ) {
+    if is_channels_last || c_in == 1 {
+        // Each row of pixels is already as `padded` holds it.
+        let row = width * c_in;
+        for (y, pixels) in image[..height * row].chunks_exact(row).enumerate() {
+            padded[((y + 1) * pw + 1) * c_in..][..row].copy_from_slice(pixels);
+        }
+        return;
+    }
     for (c, plane) in image.chunks_exact(height * width).take(c_in).enumerate() {
         for (y, row) in plane.chunks_exact(width).enumerate() {
             let start = ((y + 1) * pw + 1) * c_in + c;

@@ -158,15 +158,7 @@ vectorized! {
         // 4·by .. 4·by + 6 and columns 4·bx .. 4·bx + 6.
         let pw = 4 * tw + 2;
         let padded = &mut padded[..(4 * th + 2) * pw * c_in];
-        if channels_last {
-            // Each row of pixels is already as `padded` holds it.
-            let row = width * c_in;
-            for (y, pixels) in image[..height * row].chunks_exact(row).enumerate() {
-                padded[((y + 1) * pw + 1) * c_in..][..row].copy_from_slice(pixels);
-            }
-        } else {
-            super::winograd::channels_last(image, dims, pw, padded);
-        }
+        super::winograd::channels_last(image, dims, channels_last, pw, padded);
         let padded = &*padded;
         assert!(v.len() >= (POSITIONS - 1) * plane + (column + th * tw) * c_in);
         let (mut work, mut work_one) = ([[[0f32; LANES]; 6]; 6], [[[0f32; 1]; 6]; 6]);
