@@ -884,6 +884,46 @@ pub(super) fn window(a: f32, b: f32, c: f32, d: f32) -> (f32, u8) {
     if d > best { (d, 3) } else { (best, at) }
 }
 
+/// The maximum of each lane's 2×2 window `y` (top left, top right, bottom left, bottom right;
+/// those past `inside`'s rows and columns, outside the image, count as 0, which changes no
+/// maximum of relu'd values and never wins a tie against the top-left pixel, always inside)
+/// into `out` at `at + l · channel` for lane `l`, and with `ARGMAX` which pixel held it into
+/// `argmax` at the same places ([`window`]'s numbering).
+#[inline(always)]
+pub(super) fn store_window<const L: usize, const ARGMAX: bool>(
+    mut y: [[f32; L]; 4],
+    (rows, columns): (usize, usize),
+    (out, argmax): (&mut [f32], &mut [u8]),
+    (at, channel): (usize, usize),
+) {
+    if columns < 2 {
+        y[1] = [0.0; L];
+        y[3] = [0.0; L];
+    }
+    if rows < 2 {
+        y[2] = [0.0; L];
+        y[3] = [0.0; L];
+    }
+    let mut best = [0f32; L];
+    let mut which = [0u8; L];
+    for l in 0..L {
+        (best[l], which[l]) = window(y[0][l], y[1][l], y[2][l], y[3][l]);
+    }
+    if channel == 1 {
+        out[at..at + L].copy_from_slice(&best);
+        if ARGMAX {
+            argmax[at..at + L].copy_from_slice(&which);
+        }
+    } else {
+        for l in 0..L {
+            out[at + l * channel] = best[l];
+            if ARGMAX {
+                argmax[at + l * channel] = which[l];
+            }
+        }
+    }
+}
+
 fn conv_tracked(x: TrainTensor, weight: TrainTensor, bias: TrainTensor, then: Then) -> TrainTensor {
     let x_tracked = x.is_tracked();
     let prep = ConvBackward

@@ -9,7 +9,7 @@
 //! and the full-size output written and read back. Hand-written: no crate offers a
 //! convolution that skips zero inputs.
 
-use super::conv::{activated, window};
+use super::conv::{activated, store_window};
 use super::cpu::vectorized;
 
 /// Output channels computed at once: one AVX-512 register, two AVX2 ones.
@@ -79,7 +79,7 @@ fn windows<const FUSED: bool, const ARGMAX: bool>(
     (height, width): (usize, usize),
     taps: &[f32],
     bias: &[f32],
-    mut to: Pooled,
+    to: Pooled,
 ) {
     let (ph, pw) = (height.div_ceil(2), width.div_ceil(2));
     let stride = 2 * pw + 2;
@@ -104,12 +104,14 @@ fn windows<const FUSED: bool, const ARGMAX: bool>(
             let mut c = 0;
             while c + LANES <= c_out {
                 let y = pixels::<LANES, FUSED>(&patch, lit, taps, bias, c);
-                store::<LANES, ARGMAX>(y, inside, &mut to, at + c * channel, channel);
+                let to = (&mut *to.out, &mut *to.argmax);
+                store_window::<LANES, ARGMAX>(y, inside, to, (at + c * channel, channel));
                 c += LANES;
             }
             while c < c_out {
                 let y = pixels::<1, FUSED>(&patch, lit, taps, bias, c);
-                store::<1, ARGMAX>(y, inside, &mut to, at + c * channel, channel);
+                let to = (&mut *to.out, &mut *to.argmax);
+                store_window::<1, ARGMAX>(y, inside, to, (at + c * channel, channel));
                 c += 1;
             }
         }
@@ -146,43 +148,4 @@ fn pixels<const L: usize, const FUSED: bool>(
         }
     }
     y
-}
-
-/// The maximum of a window's four outputs `y` (those outside the image, past `inside`'s rows
-/// and columns, as 0) into `to.out` at `at + l · channel` for lane `l`, and with `ARGMAX` which
-/// pixel held it.
-#[inline(always)]
-fn store<const L: usize, const ARGMAX: bool>(
-    mut y: [[f32; L]; 4],
-    (rows, columns): (usize, usize),
-    to: &mut Pooled,
-    at: usize,
-    channel: usize,
-) {
-    if columns < 2 {
-        y[1] = [0.0; L];
-        y[3] = [0.0; L];
-    }
-    if rows < 2 {
-        y[2] = [0.0; L];
-        y[3] = [0.0; L];
-    }
-    let mut best = [0f32; L];
-    let mut which = [0u8; L];
-    for l in 0..L {
-        (best[l], which[l]) = window(y[0][l], y[1][l], y[2][l], y[3][l]);
-    }
-    if channel == 1 {
-        to.out[at..at + L].copy_from_slice(&best);
-        if ARGMAX {
-            to.argmax[at..at + L].copy_from_slice(&which);
-        }
-    } else {
-        for l in 0..L {
-            to.out[at + l * channel] = best[l];
-            if ARGMAX {
-                to.argmax[at + l * channel] = which[l];
-            }
-        }
-    }
 }

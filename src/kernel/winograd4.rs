@@ -291,31 +291,21 @@ vectorized! {
     ) {
         let c_out = bias.len();
         assert!(m.len() >= (POSITIONS - 1) * plane + blocks.len() * c_out);
-        let to = Windows {
-            out,
-            argmax,
-            channel_stride,
-        };
-        match (to.argmax.is_empty(), channel_stride) {
-            (true, 1) => pool_channels::<false, true>(m, plane, bias, blocks, to),
-            (true, _) => pool_channels::<false, false>(m, plane, bias, blocks, to),
-            (false, 1) => pool_channels::<true, true>(m, plane, bias, blocks, to),
-            (false, _) => pool_channels::<true, false>(m, plane, bias, blocks, to),
+        let to = (out, argmax, channel_stride);
+        match to.1.is_empty() {
+            true => pool_channels::<false>(m, plane, bias, blocks, to),
+            false => pool_channels::<true>(m, plane, bias, blocks, to),
         }
     }
 }
 
-/// Where [`pool_blocks`] writes.
-struct Windows<'a> {
-    out: &'a mut [f32],
-    argmax: &'a mut [u8],
-    channel_stride: usize,
-}
+/// Where [`pool_blocks`] writes: the pooled output, the argmax (empty without it), and the
+/// floats from one channel to the next.
+type Windows<'a> = (&'a mut [f32], &'a mut [u8], usize);
 
-/// [`pool_blocks`] with its argmax with `ARGMAX`, and its channels consecutive with
-/// `CHANNELS_LAST` (`channel_stride` 1), so that their stores are vectors.
+/// [`pool_blocks`], with its argmax with `ARGMAX`.
 #[inline(always)]
-fn pool_channels<const ARGMAX: bool, const CHANNELS_LAST: bool>(
+fn pool_channels<const ARGMAX: bool>(
     m: &[f32],
     plane: usize,
     bias: &[f32],
@@ -328,12 +318,12 @@ fn pool_channels<const ARGMAX: bool, const CHANNELS_LAST: bool>(
         let mut c = 0;
         while c + LANES <= c_out {
             let at = (b, block);
-            pool_lanes::<LANES, ARGMAX, CHANNELS_LAST>(m, plane, bias, at, &mut to, c, &mut work);
+            pool_lanes::<LANES, ARGMAX>(m, plane, bias, at, &mut to, c, &mut work);
             c += LANES;
         }
         while c < c_out {
             let at = (b, block);
-            pool_lanes::<1, ARGMAX, CHANNELS_LAST>(m, plane, bias, at, &mut to, c, &mut work_one);
+            pool_lanes::<1, ARGMAX>(m, plane, bias, at, &mut to, c, &mut work_one);
             c += 1;
         }
     }
@@ -358,7 +348,7 @@ impl<const L: usize> Sums<L> {
 /// [`pool_blocks`] for channels `c .. c + L` of block `b`, the lanes innermost so that they
 /// vectorize.
 #[inline(always)]
-fn pool_lanes<const L: usize, const ARGMAX: bool, const CHANNELS_LAST: bool>(
+fn pool_lanes<const L: usize, const ARGMAX: bool>(
     m: &[f32],
     plane: usize,
     bias: &[f32],
@@ -392,37 +382,14 @@ fn pool_lanes<const L: usize, const ARGMAX: bool, const CHANNELS_LAST: bool>(
             }
         }
     }
+    let (out, argmax, channel) = to;
     for (w, at) in block.windows.iter().enumerate() {
         let Some(at) = *at else { continue };
         let (r, k) = (2 * (w / 2), 2 * (w % 2));
-        // Outputs outside the image count as 0.
-        let (row_in, column_in) = (r + 1 < block.rows, k + 1 < block.columns);
-        let mut best = [0f32; L];
-        let mut which = [0u8; L];
-        for l in 0..L {
-            let right = if column_in { y[r][k + 1][l] } else { 0.0 };
-            let below = if row_in { y[r + 1][k][l] } else { 0.0 };
-            let across = if row_in && column_in {
-                y[r + 1][k + 1][l]
-            } else {
-                0.0
-            };
-            (best[l], which[l]) = super::conv::window(y[r][k][l], right, below, across);
-        }
-        let at = at + c * to.channel_stride;
-        if CHANNELS_LAST {
-            to.out[at..at + L].copy_from_slice(&best);
-            if ARGMAX {
-                to.argmax[at..at + L].copy_from_slice(&which);
-            }
-        } else {
-            for l in 0..L {
-                to.out[at + l * to.channel_stride] = best[l];
-                if ARGMAX {
-                    to.argmax[at + l * to.channel_stride] = which[l];
-                }
-            }
-        }
+        let pixels = [y[r][k], y[r][k + 1], y[r + 1][k], y[r + 1][k + 1]];
+        let inside = ((block.rows - r).min(2), (block.columns - k).min(2));
+        let to = (&mut **out, &mut **argmax);
+        super::conv::store_window::<L, ARGMAX>(pixels, inside, to, (at + c * *channel, *channel));
     }
 }
 
